@@ -1,0 +1,71 @@
+"""python -m lab up | down | status"""
+
+import argparse
+import json
+import sys
+
+import docker
+
+from . import containers, engine, image, models, pki, publish
+from .topology import (CORE_REGISTRY, HOSTS, LABEL, REGISTRIES, STATE)
+
+
+def up():
+    client = engine.ensure_engine()
+    tag = image.ensure_image(client)
+    ca_cert = pki.ensure_ca()
+    for registry in REGISTRIES:
+        pki.ensure_server_cert(registry.name, [registry.name])
+    password = pki.ensure_registry_password()
+    ssh_pub = pki.ensure_ssh_key().with_suffix(".pub").read_bytes()
+    containers.ensure_networks(client)
+    containers.ensure_registry(client, tag, CORE_REGISTRY, password)
+    for registry in REGISTRIES[1:]:
+        containers.ensure_registry(client, tag, registry, password)
+    started = []
+    for host in HOSTS:
+        _, new = containers.ensure_host(client, tag, host, ca_cert, ssh_pub)
+        if new:
+            started.append(host.name)
+    containers.write_known_hosts(client, HOSTS)
+    samples = models.make_samples(STATE / "models")
+    refs = publish.publish_samples(client, samples, password, ca_cert)
+    (STATE / "published.json").write_text(json.dumps(refs, indent=2) + "\n")
+    print(f"lab: up ({len(HOSTS)} hosts, {len(started)} started now; "
+          f"{len(REGISTRIES)} registries; {len(refs)} model images)")
+
+
+def down():
+    client = engine.ensure_engine()
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=true"}):
+        container.remove(force=True, v=True)
+    for volume in client.volumes.list(filters={"label": f"{LABEL}=true"}):
+        volume.remove(force=True)
+    for registry in REGISTRIES:
+        try:
+            client.volumes.get(f"edgeml-lab-{registry.name}-data").remove(force=True)
+        except docker.errors.NotFound:
+            pass
+    for network in client.networks.list(filters={"label": f"{LABEL}=true"}):
+        network.remove()
+    print("lab: down")
+
+
+def status():
+    client = engine.ensure_engine()
+    rows = [(c.name, c.status) for c in
+            client.containers.list(all=True, filters={"label": f"{LABEL}=true"})]
+    for name, state in sorted(rows):
+        print(f"{name:16} {state}")
+    return 0 if len(rows) == len(HOSTS) + len(REGISTRIES) else 1
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    parser.add_argument("command", choices=("up", "down", "status"))
+    args = parser.parse_args(argv)
+    return {"up": up, "down": down, "status": status}[args.command]() or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

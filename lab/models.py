@@ -1,0 +1,145 @@
+"""Sample models, made at lab start: a fraud classifier (scikit-learn -> ONNX) and a small CNN.
+
+Each model directory holds ``model.onnx`` and ``edgeml-model.json`` (signature, golden vectors
+computed with onnxruntime, tolerance, latency budget). Everything is seeded, so the same
+recipe gives the same files.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+FRAUD_FEATURES = ("amount", "hour", "merchant_risk", "distance_km", "tx_last_24h",
+                  "foreign", "card_age_days", "amount_vs_avg")
+ONNX_TO_V2 = {"tensor(float)": "FP32", "tensor(int64)": "INT64", "tensor(double)": "FP64",
+              "tensor(int32)": "INT32", "tensor(string)": "BYTES", "tensor(bool)": "BOOL"}
+
+
+def synthetic_transactions(n, seed):
+    """Card transactions with a fraud label that depends on a few risky patterns."""
+    rng = np.random.default_rng(seed)
+    x = np.column_stack([
+        rng.lognormal(3.5, 1.2, n),          # amount
+        rng.integers(0, 24, n),              # hour
+        rng.beta(2, 5, n),                   # merchant_risk
+        rng.exponential(20, n),              # distance_km
+        rng.poisson(3, n),                   # tx_last_24h
+        rng.random(n) < 0.1,                 # foreign
+        rng.integers(1, 3000, n),            # card_age_days
+        rng.lognormal(0, 0.6, n),            # amount_vs_avg
+    ]).astype(np.float32)
+    score = (0.8 * (x[:, 1] < 5) + 2.5 * x[:, 2] + 0.02 * x[:, 3] + 0.25 * x[:, 4]
+             + 1.2 * x[:, 5] - 0.0004 * x[:, 6] + 0.9 * np.log(x[:, 7] + 1e-3))
+    y = (score + rng.normal(0, 0.5, n) > 2.6).astype(np.int64)
+    return x, y
+
+
+def fraud_model(version):
+    """v1: logistic regression; v2: gradient boosting on more data (same signature)."""
+    # Imported here: only model making needs scikit-learn.
+    from skl2onnx import to_onnx  # pylint: disable=import-outside-toplevel
+    from sklearn.ensemble import GradientBoostingClassifier  # pylint: disable=import-outside-toplevel
+    from sklearn.linear_model import LogisticRegression  # pylint: disable=import-outside-toplevel
+    from sklearn.pipeline import make_pipeline  # pylint: disable=import-outside-toplevel
+    from sklearn.preprocessing import StandardScaler  # pylint: disable=import-outside-toplevel
+
+    if version == "1.0":
+        x, y = synthetic_transactions(20000, seed=1)
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    else:
+        x, y = synthetic_transactions(40000, seed=2)
+        clf = GradientBoostingClassifier(n_estimators=60, max_depth=3, random_state=0)
+    clf.fit(x, y)
+    model = to_onnx(clf, x[:1], target_opset={"": 17, "ai.onnx.ml": 3},
+                    options={id(clf): {"zipmap": False}} if version != "1.0"
+                    else {id(clf.steps[-1][1]): {"zipmap": False}})
+    model.graph.input[0].name = "transaction"
+    for node in model.graph.node:
+        node.input[:] = ["transaction" if i == "X" else i for i in node.input]
+    model.graph.name = "fraud_detector"
+    golden_inputs, _ = synthetic_transactions(4, seed=99)
+    return model, {"transaction": golden_inputs}, 0.0001, 5
+
+
+def image_cnn(version):
+    """A small image classifier: 2 conv blocks, global pooling, a dense layer, softmax."""
+    rng = np.random.default_rng(7)
+
+    def weight(name, *shape):
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.2).astype(np.float32), name)
+
+    inits = [weight("w1", 16, 3, 3, 3), weight("b1", 16), weight("w2", 32, 16, 3, 3),
+             weight("b2", 32), weight("w3", 32, 10), weight("b3", 10)]
+    nodes = [
+        helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "image_classifier",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 64, 64])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="edgeml-lab", producer_version=version)
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    # Multiples of 1/64 are exact in float32 and short in JSON.
+    golden = np.floor(np.random.default_rng(11).random((2, 3, 64, 64)) * 64) / 64
+    return model, {"image": golden.astype(np.float32)}, 0.0001, 50
+
+
+SAMPLES = {
+    # name: (builder, versions)
+    "fraud-detector": (fraud_model, ("1.0", "1.1")),
+    "image-classifier": (image_cnn, ("1.0",)),
+}
+
+
+def _signature(values):
+    return [{"name": v.name, "datatype": ONNX_TO_V2[v.type],
+             "shape": [d if isinstance(d, int) else -1 for d in v.shape]} for v in values]
+
+
+def describe(name, version, model_bytes, golden_inputs, tolerance, latency_budget_ms):
+    """The edgeml-model.json of a model: its signature and golden vectors from onnxruntime."""
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    outputs = session.run(None, golden_inputs)
+    golden = []
+    for i in range(len(next(iter(golden_inputs.values())))):
+        golden.append({
+            "inputs": {k: v[i:i + 1].tolist() for k, v in golden_inputs.items()},
+            "outputs": {o.name: out[i:i + 1].tolist()
+                        for o, out in zip(session.get_outputs(), outputs)},
+        })
+    return {"name": name, "version": version,
+            "inputs": _signature(session.get_inputs()),
+            "outputs": _signature(session.get_outputs()),
+            "golden": golden, "tolerance": tolerance, "latency_budget_ms": latency_budget_ms}
+
+
+def make_samples(out_dir: Path):
+    """Write every sample model; return {(name, version): directory}."""
+    made = {}
+    for name, (builder, versions) in SAMPLES.items():
+        for version in versions:
+            directory = out_dir / name / version
+            if not (directory / "edgeml-model.json").exists():
+                directory.mkdir(parents=True, exist_ok=True)
+                model, golden_inputs, tolerance, budget = builder(version)
+                data = model.SerializeToString()
+                meta = describe(name, version, data, golden_inputs, tolerance, budget)
+                (directory / "model.onnx").write_bytes(data)
+                (directory / "edgeml-model.json").write_text(json.dumps(meta, indent=2) + "\n")
+            made[(name, version)] = directory
+    return made
