@@ -24,7 +24,7 @@ def up():
         containers.ensure_registry(client, tag, registry, password)
     started = []
     for host in HOSTS:
-        _, new = containers.ensure_host(client, tag, host, ca_cert, ssh_pub)
+        _container, new = containers.ensure_host(client, tag, host, ca_cert, ssh_pub)
         if new:
             started.append(host.name)
     containers.write_known_hosts(client, HOSTS)

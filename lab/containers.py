@@ -50,7 +50,7 @@ def _run(client, name, image, networks, **kwargs):
 
 
 def put_file(container, path, data, mode=0o644):
-    directory, _, filename = path.rpartition("/")
+    directory, _sep, filename = path.rpartition("/")
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         info = tarfile.TarInfo(filename)
@@ -125,7 +125,7 @@ def registry_config(registry: Registry, password):
     if registry.proxy_of:
         # distribution's proxy sends its username/password only to a *token* realm; against a
         # basic-auth upstream it needs them in the URL, where Go's HTTP client uses them.
-        scheme, _, rest = registry.proxy_of.partition("://")
+        scheme, _sep, rest = registry.proxy_of.partition("://")
         config["proxy"] = {"remoteurl": f"{scheme}://{REGISTRY_USER}:{password}@{rest}"}
     return config
 

@@ -55,7 +55,7 @@ def ensure_engine():
     with open(STATE / "dockerd.log", "ab") as log:
         # Detached from our session so it outlives `make`.
         subprocess.Popen([dockerd], stdout=log, stderr=log, start_new_session=True)  # pylint: disable=consider-using-with
-    for _ in range(60):
+    for _attempt in range(60):
         time.sleep(1)
         client = _ping()
         if client:

@@ -61,7 +61,7 @@ def fraud_model(version):
     for node in model.graph.node:
         node.input[:] = ["transaction" if i == "X" else i for i in node.input]
     model.graph.name = "fraud_detector"
-    golden_inputs, _ = synthetic_transactions(4, seed=99)
+    golden_inputs, _labels = synthetic_transactions(4, seed=99)
     return model, {"transaction": golden_inputs}, 0.0001, 5
 
 

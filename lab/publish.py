@@ -32,8 +32,8 @@ def modelcar_ref(name, version):
 
 
 def tag_exists(ref, password, ca_cert):
-    host, _, rest = ref.partition("/")
-    repo, _, tag = rest.rpartition(":")
+    host, _sep, rest = ref.partition("/")
+    repo, _sep, tag = rest.rpartition(":")
     resp = requests.head(
         f"https://{host}/v2/{repo}/manifests/{tag}", auth=(REGISTRY_USER, password),
         verify=str(ca_cert), timeout=10,
@@ -59,7 +59,7 @@ def push_artifact(directory: Path, ref, password, ca_cert):
 
 
 def push_modelcar(docker_client, directory: Path, ref, password):
-    repo, _, tag = ref.rpartition(":")
+    repo, _sep, tag = ref.rpartition(":")
     with tempfile.TemporaryDirectory() as tmp:
         for name in MEDIA_TYPES:
             shutil.copy(directory / name, tmp)

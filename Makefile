@@ -1,0 +1,82 @@
+# edgeml.fleet — `make demo` and `make test` set up everything they need themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+BIN       := $(VENV)/bin
+COLL_LINK := .collections/ansible_collections/edgeml/fleet
+SANITY    := build/sanity/ansible_collections/edgeml/fleet
+
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export EDGEML_LAB_STATE := $(CURDIR)/lab/.state
+export PY_COLORS := 0
+export ANSIBLE_FORCE_COLOR := 0
+
+.PHONY: help venv demo test lint sanity unit molecule integration lab-up lab-down lab-status build clean
+
+help:
+	@echo "make demo   bring the lab up and run edgeml.fleet.site against it"
+	@echo "make test   lint, sanity, unit, integration and molecule tests"
+	@echo "make lab-up | lab-down | lab-status | build | clean"
+
+# --- environment --------------------------------------------------------------------------
+$(VENV)/.installed: requirements.txt requirements-lab.txt requirements-test.txt
+	@python3 -m venv --help >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-test.txt
+	@touch $@
+
+$(COLL_LINK):
+	@mkdir -p $(dir $@) && ln -sfn ../../.. $@
+
+venv: $(VENV)/.installed $(COLL_LINK)
+
+# --- the lab ------------------------------------------------------------------------------
+lab-up: venv
+	$(PY) -m lab up
+
+lab-down: venv
+	$(PY) -m lab down
+
+lab-status: venv
+	$(PY) -m lab status
+
+# --- demo ---------------------------------------------------------------------------------
+demo: lab-up
+	$(BIN)/ansible-playbook edgeml.fleet.site
+
+# --- tests --------------------------------------------------------------------------------
+test: venv
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory lint sanity unit integration molecule && \
+	echo "make test: all suites passed in $$(( $$(date +%s) - start )) s"
+
+lint: venv
+	$(BIN)/ansible-lint --profile production
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+integration: lab-up
+	$(BIN)/pytest -q tests/integration
+
+molecule: venv
+	cd $(CURDIR) && $(BIN)/molecule test --all
+
+# ansible-test wants the collection at ansible_collections/edgeml/fleet: sanity runs on a copy
+# of the files git knows, so nothing untracked (venv, lab state) is scanned.
+sanity: venv
+	@rm -rf build/sanity && mkdir -p $(SANITY)
+	@git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t $(SANITY)
+	@cd $(SANITY) && git init -q && git add -A
+	$(PY) tests/sanity/seed_get_pip.py
+	cd $(SANITY) && $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
+
+build: venv
+	$(BIN)/ansible-galaxy collection build --force --output-path build/
+
+clean:
+	rm -rf build .collections tests/output

@@ -1,0 +1,20 @@
+"""Make the collection importable as ansible_collections.edgeml.fleet for the unit tests."""
+
+from pathlib import Path
+
+import pytest
+from ansible.plugins.loader import init_plugin_loader
+
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTIONS = ROOT / ".collections"
+LINK = COLLECTIONS / "ansible_collections" / "edgeml" / "fleet"
+
+if not LINK.exists():
+    LINK.parent.mkdir(parents=True, exist_ok=True)
+    LINK.symlink_to("../../..")
+init_plugin_loader([str(COLLECTIONS)])
+
+
+@pytest.fixture
+def repo_root():
+    return ROOT
