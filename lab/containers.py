@@ -28,10 +28,20 @@ def ensure_networks(client):
                                    labels={LABEL: "true"})
 
 
+def _labels():
+    # The state directory too: containers made from another checkout's lab (other CA, keys,
+    # password) are replaced, not reused.
+    return {LABEL: "true", f"{LABEL}.state": str(STATE)}
+
+
 def _existing(client, name):
     try:
         container = client.containers.get(name)
     except docker.errors.NotFound:
+        return None
+    if container.labels.get(f"{LABEL}.state") != str(STATE):
+        print(f"lab: replacing {name}, made by another checkout's lab", flush=True)
+        container.remove(force=True, v=True)
         return None
     if container.status != "running":
         container.start()
@@ -43,7 +53,7 @@ def _run(client, name, image, networks, **kwargs):
     first = networks[0] if networks else "none"
     container = client.containers.run(
         image, name=name, hostname=name, detach=True, network=first,
-        labels={LABEL: "true"}, restart_policy={"Name": "unless-stopped"}, **kwargs)
+        labels=_labels(), restart_policy={"Name": "unless-stopped"}, **kwargs)
     for net in networks[1:]:
         client.networks.get(net).connect(container)
     return container
