@@ -1,0 +1,55 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) edgeml.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Private to edgeml.fleet: the registry options every registry-facing module shares."""
+
+from __future__ import annotations
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+
+from ansible_collections.edgeml.fleet.plugins.module_utils._oci import OCIError, make_client
+from ansible_collections.edgeml.fleet.plugins.module_utils._store import StoreError
+
+REGISTRY_ARGS = {
+    "registries": {"type": "list", "elements": "raw"},
+    "username": {"type": "str", "fallback": (env_fallback, ["EDGEML_REGISTRY_USERNAME"])},
+    "password": {"type": "str", "no_log": True,
+                 "fallback": (env_fallback, ["EDGEML_REGISTRY_PASSWORD"])},
+    "validate_certs": {"type": "bool", "default": True},
+    "ca_path": {"type": "path"},
+    "timeout": {"type": "int", "default": 30},
+    "retries": {"type": "int", "default": 3},
+}
+
+
+class RegistryModule(AnsibleModule):
+    """AnsibleModule with the shared registry options and one way to fail."""
+
+    def __init__(self, argument_spec, **kwargs):
+        spec = dict(REGISTRY_ARGS)
+        spec.update(argument_spec)
+        super().__init__(argument_spec=spec, **kwargs)
+        if self.params["timeout"] <= 0:
+            self.fail_json(msg=f"timeout must be more than 0 seconds, got {self.params['timeout']}")
+        if self.params["retries"] < 0:
+            self.fail_json(msg=f"retries must be 0 or more, got {self.params['retries']}")
+
+    def clients(self):
+        """One client per endpoint, in order (mirror first, then core)."""
+        endpoints = self.params.get("registries") or []
+        try:
+            return [make_client(e, self.params["username"], self.params["password"],
+                                self.params["validate_certs"], self.params["ca_path"],
+                                self.params["timeout"]) for e in endpoints]
+        except OCIError as exc:
+            self.fail_json(msg=exc.msg)
+            raise  # not reached
+
+    def fail_from(self, exc, **result):
+        """Fail with the message of an OCIError / StoreError and its traceback."""
+        msg = exc.msg if isinstance(exc, (OCIError, StoreError)) else f"{type(exc).__name__}: {exc}"
+        self.fail_json(msg=msg, exception=traceback.format_exc(), **result)

@@ -1,0 +1,401 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) edgeml.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Private to edgeml.fleet: the host model store (content-addressed, atomic switch).
+
+    <store>/blobs/sha256/<hex>               verified blobs (partial downloads: <hex>.partial)
+    <store>/<model>/versions/<digest-hex>/   one version's files + .edgeml-version.json
+    <store>/<model>/current  -> versions/…   switched atomically (new symlink + rename)
+    <store>/<model>/previous -> versions/…   the rollback target
+
+Nothing becomes current before it is complete and verified; a version directory appears only
+by rename, so a killed sync leaves the old version or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import time
+
+MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+VERSION_FILE = ".edgeml-version.json"
+METADATA = "edgeml-model.json"
+
+
+class StoreError(Exception):
+    def __init__(self, msg):
+        super().__init__(msg)
+        self.msg = msg
+
+
+class HostileLayer(StoreError):
+    pass
+
+
+def check_model_name(name):
+    if not isinstance(name, str) or not MODEL_RE.match(name):
+        raise StoreError(f"model name {name!r} must be lower-case letters, digits, '.', '_' or '-' "
+                         "(at most 63, starting with a letter or digit)")
+    return name
+
+
+def _hex(digest):
+    return digest.split(":", 1)[1]
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    def __init__(self, root):
+        self.root = root
+        self.blobs = os.path.join(root, "blobs", "sha256")
+
+    # -- paths ---------------------------------------------------------------------------
+    def blob_path(self, digest):
+        return os.path.join(self.blobs, _hex(digest))
+
+    def has_blob(self, digest):
+        return os.path.isfile(self.blob_path(digest))
+
+    def partial_size(self, digest):
+        try:
+            return os.path.getsize(self.blob_path(digest) + ".partial")
+        except OSError:
+            return 0
+
+    def model_dir(self, model):
+        return os.path.join(self.root, check_model_name(model))
+
+    def version_dir(self, model, digest):
+        return os.path.join(self.model_dir(model), "versions", _hex(digest))
+
+    def has_version(self, model, digest):
+        return os.path.isfile(os.path.join(self.version_dir(model, digest), VERSION_FILE))
+
+    def ensure_dirs(self):
+        for path in (self.root, os.path.dirname(self.blobs), self.blobs):
+            if not os.path.isdir(path):
+                os.makedirs(path, exist_ok=True)
+                os.chmod(path, 0o750)
+
+    def _link_target(self, model, link):
+        path = os.path.join(self.model_dir(model), link)
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return None
+        return "sha256:" + os.path.basename(target)
+
+    def current(self, model):
+        return self._link_target(model, "current")
+
+    def previous(self, model):
+        return self._link_target(model, "previous")
+
+    def models(self):
+        if not os.path.isdir(self.root):
+            return []
+        return sorted(d for d in os.listdir(self.root)
+                      if d != "blobs" and MODEL_RE.match(d)
+                      and os.path.isdir(os.path.join(self.root, d, "versions")))
+
+    def versions(self, model):
+        """[(digest, record)] newest first."""
+        base = os.path.join(self.model_dir(model), "versions")
+        found = []
+        for name in os.listdir(base) if os.path.isdir(base) else []:
+            record = self.read_record(os.path.join(base, name))
+            if record:
+                found.append(("sha256:" + name, record))
+        return sorted(found, key=lambda item: item[1].get("staged_at", 0), reverse=True)
+
+    @staticmethod
+    def read_record(version_dir):
+        try:
+            with open(os.path.join(version_dir, VERSION_FILE), encoding="utf-8") as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return None
+
+    # -- staging -------------------------------------------------------------------------
+    def stage(self, model, digest, record, fill):
+        """Create versions/<hex> atomically: fill(tmpdir) writes the files, then rename."""
+        final = self.version_dir(model, digest)
+        parent = os.path.dirname(final)
+        for path in (self.root, self.model_dir(model), parent):
+            if not os.path.isdir(path):
+                os.makedirs(path, exist_ok=True)
+                os.chmod(path, 0o750)
+        tmp = tempfile.mkdtemp(prefix=".staging-", dir=parent)
+        try:
+            files = fill(tmp)
+            record = dict(record, files=files, staged_at=time.time())
+            with open(os.path.join(tmp, VERSION_FILE), "w", encoding="utf-8") as handle:
+                json.dump(record, handle, indent=1, sort_keys=True)
+            os.chmod(tmp, 0o750)
+            if os.path.isdir(final):  # an incomplete leftover without a record
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+            _fsync_dir(parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    def clean_staging(self, model):
+        """Remove what a killed sync left half-made."""
+        parent = os.path.join(self.model_dir(model), "versions")
+        for name in os.listdir(parent) if os.path.isdir(parent) else []:
+            if name.startswith(".staging-"):
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+    def link_artifact_files(self, layers, target):
+        """OCI artifact: each layer is one file named by its title annotation (hard links)."""
+        files = {}
+        for layer in layers:
+            title = (layer.get("annotations") or {}).get("org.opencontainers.image.title")
+            if not title:
+                continue
+            if "/" in title or title in (".", "..") or title.startswith(".") or "\0" in title:
+                raise HostileLayer(f"layer {layer['digest']} is titled {title!r}: a file name "
+                                   "must not contain '/' or start with '.'")
+            dest = os.path.join(target, title)
+            try:
+                os.link(self.blob_path(layer["digest"]), dest)
+            except OSError:  # another file system, or no hard links: copy
+                shutil.copyfile(self.blob_path(layer["digest"]), dest)
+            os.chmod(dest, 0o640)
+            files[title] = {"digest": layer["digest"], "size": layer["size"]}
+        if not files:
+            raise StoreError("the artifact has no layer with an org.opencontainers.image.title "
+                             "annotation, so it names no files")
+        return files
+
+    def extract_modelcar(self, layers, target, model_path="/models", max_bytes=8 << 30):
+        """Container image: apply tar layers in order, keeping only files under model_path."""
+        prefix = model_path.strip("/") + "/"
+        for layer in layers:
+            _extract_layer(self.blob_path(layer["digest"]), layer["digest"], target, prefix,
+                           max_bytes)
+        files = {}
+        for dirpath, _dirs, names in os.walk(target):
+            for name in names:
+                path = os.path.join(dirpath, name)
+                rel = os.path.relpath(path, target)
+                files[rel] = {"digest": "sha256:" + _sha256(path), "size": os.path.getsize(path)}
+        if not files:
+            raise StoreError(f"the image has no files under {model_path}; set model_path to where "
+                             "the model lies in the image")
+        return files
+
+    # -- switching -----------------------------------------------------------------------
+    def _point(self, model, link, digest):
+        base = self.model_dir(model)
+        tmp = os.path.join(base, f".{link}.tmp")
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(os.path.join("versions", _hex(digest)), tmp)
+        os.replace(tmp, os.path.join(base, link))
+
+    def activate(self, model, digest):
+        """Make digest current; the old current becomes previous. Returns the old current."""
+        old = self.current(model)
+        if old == digest:
+            return old
+        if old:
+            self._point(model, "previous", old)  # first, so a kill leaves previous == current
+        self._point(model, "current", digest)
+        _fsync_dir(self.model_dir(model))
+        return old
+
+    def rollback(self, model, digest=None):
+        """Switch to previous (or to a staged digest); the current becomes previous."""
+        target = digest or self.previous(model)
+        if not target:
+            raise StoreError(f"model '{model}' has no previous version to roll back to")
+        if not self.has_version(model, target):
+            raise StoreError(f"model '{model}' has no staged version {target}")
+        return self.activate(model, target)
+
+    def remove(self, model):
+        path = self.model_dir(model)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+            return True
+        return False
+
+    # -- retention -----------------------------------------------------------------------
+    def prune(self, model, keep):
+        """Keep the newest `keep` versions and whatever current/previous point at."""
+        pinned = {self.current(model), self.previous(model)}
+        removed = []
+        for index, (digest, _record) in enumerate(self.versions(model)):
+            if index >= keep and digest not in pinned:
+                shutil.rmtree(self.version_dir(model, digest))
+                removed.append(digest)
+        return removed
+
+    def referenced_blobs(self):
+        refs = set()
+        for model in self.models():
+            for _digest, record in self.versions(model):
+                refs.update(record.get("blobs", []))
+        return refs
+
+    def collect_garbage(self):
+        """Delete blobs no staged version refers to. Returns bytes freed."""
+        if not os.path.isdir(self.blobs):
+            return 0
+        refs = {_hex(d) for d in self.referenced_blobs()}
+        freed = 0
+        for name in os.listdir(self.blobs):
+            if name.endswith(".partial") or name in refs:
+                continue
+            path = os.path.join(self.blobs, name)
+            freed += os.path.getsize(path)
+            os.unlink(path)
+        return freed
+
+    # -- checks --------------------------------------------------------------------------
+    def verify_version(self, model, digest):
+        """Re-hash every file of a version; return a list of problems (empty when intact)."""
+        vdir = self.version_dir(model, digest)
+        record = self.read_record(vdir)
+        if not record:
+            return [f"{model} {digest}: no version record"]
+        problems = []
+        for rel, info in sorted(record.get("files", {}).items()):
+            path = os.path.join(vdir, rel)
+            if not os.path.isfile(path):
+                problems.append(f"{model} {digest[:19]}…: {rel} is missing")
+            elif "sha256:" + _sha256(path) != info["digest"]:
+                problems.append(f"{model} {digest[:19]}…: {rel} does not match {info['digest']}")
+        return problems
+
+    def size(self, model, digest):
+        record = self.read_record(self.version_dir(model, digest)) or {}
+        return sum(f.get("size", 0) for f in record.get("files", {}).values())
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _open_layer(path):
+    with open(path, "rb") as handle:
+        magic = handle.read(2)
+    if magic == b"\x1f\x8b":
+        return tarfile.open(fileobj=gzip.open(path, "rb"), mode="r|")
+    return tarfile.open(path, mode="r|")
+
+
+def _inside(root, path):
+    root = os.path.realpath(root)
+    return os.path.commonpath([root, os.path.realpath(path)]) == root
+
+
+def _extract_layer(blob, digest, target, prefix, max_bytes):
+    """Extract the members of one tar layer under prefix into target, refusing anything hostile."""
+    where = f"layer {digest[:19]}…"
+    total = 0
+    try:
+        tar = _open_layer(blob)
+    except (tarfile.TarError, OSError) as exc:
+        raise HostileLayer(f"{where} is not a tar archive: {exc}")
+    with tar:
+        try:
+            for member in tar:
+                name = member.name
+                if name.startswith("/") or "\\" in name or "\0" in name:
+                    raise HostileLayer(f"{where}: member {name!r} has an absolute or odd path")
+                parts = [p for p in name.split("/") if p not in ("", ".")]
+                if ".." in parts:
+                    raise HostileLayer(f"{where}: member {name!r} climbs out with '..'")
+                rel = "/".join(parts)
+                if not (rel + "/").startswith(prefix) or rel + "/" == prefix:
+                    continue  # outside the model path (or the model directory itself)
+                rel = rel[len(prefix):]
+                dest = os.path.join(target, rel)
+                base, leaf = os.path.split(rel)
+                if leaf.startswith(".wh."):  # overlay whiteouts from a later layer
+                    victim = os.path.join(target, base, leaf[4:])
+                    if leaf == ".wh..wh..opq":
+                        shutil.rmtree(os.path.join(target, base), ignore_errors=True)
+                    elif os.path.isdir(victim) and not os.path.islink(victim):
+                        shutil.rmtree(victim)
+                    elif os.path.lexists(victim):
+                        os.unlink(victim)
+                    continue
+                if member.isdev() or member.isfifo():
+                    raise HostileLayer(f"{where}: member {name!r} is a device or FIFO")
+                if not _inside(target, os.path.dirname(dest) or target):
+                    raise HostileLayer(f"{where}: member {name!r} would be written through a link "
+                                       "outside the model directory")
+                if member.isdir():
+                    os.makedirs(dest, mode=0o750, exist_ok=True)
+                elif member.issym():
+                    link = member.linkname
+                    resolved = os.path.normpath(os.path.join(os.path.dirname(dest), link))
+                    if os.path.isabs(link) or not _inside(target, resolved):
+                        raise HostileLayer(f"{where}: symlink {name!r} -> {link!r} points outside "
+                                           "the model directory")
+                    os.makedirs(os.path.dirname(dest), mode=0o750, exist_ok=True)
+                    if os.path.lexists(dest):
+                        os.unlink(dest)
+                    os.symlink(link, dest)
+                elif member.islnk():
+                    source = "/".join(p for p in member.linkname.split("/") if p not in ("", "."))
+                    if not (source + "/").startswith(prefix) or ".." in source.split("/"):
+                        raise HostileLayer(f"{where}: hard link {name!r} -> {member.linkname!r} "
+                                           "points outside the model directory")
+                    src = os.path.join(target, source[len(prefix):])
+                    if not _inside(target, src) or not os.path.isfile(src):
+                        raise HostileLayer(f"{where}: hard link {name!r} -> {member.linkname!r} "
+                                           "has no target inside the model directory")
+                    os.makedirs(os.path.dirname(dest), mode=0o750, exist_ok=True)
+                    shutil.copyfile(src, dest)
+                elif member.isfile():
+                    total += member.size
+                    if total > max_bytes:
+                        raise HostileLayer(f"{where} unpacks to more than {max_bytes} bytes under "
+                                           f"the model path; refusing it (raise max_extract_bytes "
+                                           "if the model really is that large)")
+                    os.makedirs(os.path.dirname(dest), mode=0o750, exist_ok=True)
+                    if os.path.lexists(dest):
+                        os.unlink(dest)
+                    source = tar.extractfile(member)
+                    written = 0
+                    with open(dest, "xb") as out:
+                        for chunk in iter(lambda: source.read(1 << 20), b""):
+                            written += len(chunk)
+                            if written > member.size:
+                                raise HostileLayer(f"{where}: member {name!r} is larger than "
+                                                   "its header says")
+                            out.write(chunk)
+                    os.chmod(dest, 0o640 | (stat.S_IXUSR if member.mode & 0o100 else 0))
+                else:
+                    raise HostileLayer(f"{where}: member {name!r} has an unsupported type")
+        except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno == 28:
+                raise StoreError(f"disk full while unpacking {where} into {target}")
+            raise HostileLayer(f"{where} could not be unpacked: {exc}")
