@@ -9,14 +9,6 @@ from __future__ import annotations
 class ModuleDocFragment:
     DOCUMENTATION = r"""
 options:
-  registries:
-    description:
-      - Registry endpoints to use, in order; each is tried until one serves the model.
-      - An endpoint is a URL (V(https://registry.example.com:5000)), V(oci-layout:/path) for an
-        OCI image layout directory such as an offline bundle's, or a dict with C(url) and an
-        optional C(ca_file) (the form of C(edgeml_registry_endpoints) from the sites inventory).
-    type: list
-    elements: raw
   username:
     description:
       - Registry user name, for basic auth or to obtain a bearer token.
@@ -42,6 +34,18 @@ options:
     description: How often a broken-off blob download is resumed before the endpoint is given up.
     type: int
     default: 3
+"""
+
+    ENDPOINTS = r"""
+options:
+  registries:
+    description:
+      - Registry endpoints to use, in order; each is tried until one serves the model.
+      - An endpoint is a URL (V(https://registry.example.com:5000)), V(oci-layout:/path) for an
+        OCI image layout directory such as an offline bundle's, or a dict with C(url) and an
+        optional C(ca_file) (the form of C(edgeml_registry_endpoints) from the sites inventory).
+    type: list
+    elements: raw
 """
 
     ATTRIBUTES = r"""

@@ -29,8 +29,10 @@ REGISTRY_ARGS = {
 class RegistryModule(AnsibleModule):
     """AnsibleModule with the shared registry options and one way to fail."""
 
-    def __init__(self, argument_spec, **kwargs):
+    def __init__(self, argument_spec, endpoints=True, **kwargs):
         spec = dict(REGISTRY_ARGS)
+        if not endpoints:  # modules that name one registry their own way
+            del spec["registries"]
         spec.update(argument_spec)
         super().__init__(argument_spec=spec, **kwargs)
         if self.params["timeout"] <= 0:
@@ -41,6 +43,8 @@ class RegistryModule(AnsibleModule):
     def clients(self):
         """One client per endpoint, in order (mirror first, then core)."""
         endpoints = self.params.get("registries") or []
+        if self.params.get("registry"):
+            endpoints = [self.params["registry"]]
         try:
             return [make_client(e, self.params["username"], self.params["password"],
                                 self.params["validate_certs"], self.params["ca_path"],

@@ -21,6 +21,7 @@ import shutil
 import socket
 import ssl
 import time
+from http.client import HTTPException
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -41,6 +42,10 @@ REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 MACHINE_TO_OCI = {"x86_64": ("amd64", None), "amd64": ("amd64", None),
                   "aarch64": ("arm64", "v8"), "arm64": ("arm64", "v8")}
+
+
+class BrokenTransfer(Exception):
+    """A download ended early; it can resume where it stopped."""
 
 
 class OCIError(Exception):
@@ -404,7 +409,7 @@ def download_blob(client, repo, digest, dest, size=None, retries=2, progress=Non
         else:
             sha256_file(partial, hasher)
     fetched = 0
-    attempt = 0
+    attempt, failed_at = 0, -1
     while True:
         if size is not None and offset == size:
             break
@@ -432,20 +437,23 @@ def download_blob(client, repo, digest, dest, size=None, retries=2, progress=Non
                     if progress:
                         progress(count)
             resp.close()
-            break
+            if size is None or offset >= size:
+                break
+            raise BrokenTransfer(f"the connection closed after {offset} of {size} bytes")
         except OCIError:
             raise
-        except OSError as exc:
-            if exc.errno == 28:  # ENOSPC: keep nothing half-written
+        except (OSError, HTTPException, BrokenTransfer) as exc:
+            if getattr(exc, "errno", None) == 28:  # ENOSPC: keep nothing half-written
                 if os.path.exists(partial):
                     os.unlink(partial)
                 raise OCIError(f"disk full while writing blob {digest} to {os.path.dirname(dest)}: "
                                f"free some space (model_info shows what the store holds)")
-            attempt += 1
+            attempt = 1 if offset > failed_at else attempt + 1  # progress resets the count
+            failed_at = offset
             if attempt > retries:
                 raise Unreachable(f"{client.name}: blob {digest} broke off after {offset} bytes: "
                                   f"{exc}", client.name)
-            time.sleep(min(2 ** attempt, 10))
+            time.sleep(min(0.5 * 2 ** (attempt - 1), 10))
     if "sha256:" + hasher.hexdigest() != digest:
         os.unlink(partial)
         raise DigestMismatch(f"{client.name}: blob {digest} of {repo} failed verification: its "

@@ -24,6 +24,7 @@ description:
 author: edgeml.fleet developers
 extends_documentation_fragment:
   - edgeml.fleet.registry
+  - edgeml.fleet.registry.endpoints
   - edgeml.fleet.registry.attributes
 options:
   name:
@@ -172,7 +173,6 @@ from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
     INDEX_TYPES, TITLE, OCIError, choose_platform, download_blob, parse_manifest, parse_ref)
 from ansible_collections.edgeml.fleet.plugins.module_utils._store import Store, StoreError
 
-DISK_MARGIN = 64 << 20
 
 
 def resolve(clients, repo, reference, pinned):
@@ -280,9 +280,10 @@ def sync(module, store, result):
             store.clean_staging(name)
             unpack = sum(layer.get("size", 0) for layer in layers) * 4 if shape == "modelcar" else 0
             free = shutil.disk_usage(store.root).free
-            if need + unpack + DISK_MARGIN > free:
+            wanted = need + unpack + max(1 << 20, (need + unpack) // 20)  # 5 % margin
+            if wanted > free:
                 raise StoreError(f"not enough disk at {store.root} for model '{name}': "
-                                 f"{need + unpack + DISK_MARGIN} bytes needed, {free} free. "
+                                 f"{wanted} bytes needed, {free} free. "
                                  "The active version is untouched.")
             result["bytes_downloaded"] = fetch_layers(store, clients, client, repo, layers,
                                                       params["retries"])

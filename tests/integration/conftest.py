@@ -3,11 +3,13 @@
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # the lab package (its CA signs the test registries' certificates)
 
 
 class Run:
@@ -44,3 +46,28 @@ def playbook():
                               env=env, capture_output=True, text=True, check=False)
         return Run(proc)
     return run
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """A real CNCF distribution registry on loopback with TLS and htpasswd auth."""
+    from registries import LocalRegistry  # pylint: disable=import-outside-toplevel
+    reg = LocalRegistry(tmp_path_factory.mktemp("registry"), auth="htpasswd")
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory):
+    """The same with bearer-token auth, tokens from a small issuer."""
+    from registries import LocalRegistry  # pylint: disable=import-outside-toplevel
+    reg = LocalRegistry(tmp_path_factory.mktemp("token-registry"), auth="token")
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def sample_models():
+    """The lab's sample models (made by `lab up`): {(name, version): directory}."""
+    base = ROOT / "lab" / ".state" / "models"
+    return {(d.parent.name, d.name): d for d in base.glob("*/*") if (d / "model.onnx").exists()}

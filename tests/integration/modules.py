@@ -22,7 +22,7 @@ def module_env():
 
 
 def run_module(name, args, check_mode=False, diff=False):
-    args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+    args = dict({"_ansible_check_mode": check_mode, "_ansible_diff": diff}, **args)
     proc = subprocess.run(module_command(name, args), env=module_env(), capture_output=True,
                           text=True, check=False)
     try:

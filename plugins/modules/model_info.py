@@ -1,0 +1,125 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) edgeml.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: model_info
+short_description: Report the models in the host's model store
+version_added: 0.1.0
+description:
+  - Lists the models in the store, their staged versions, the active (C(current)) and rollback
+    (C(previous)) digests and sizes.
+  - With O(verify=true), re-hashes every file of every version against its recorded digest.
+author: edgeml.fleet developers
+options:
+  store_dir:
+    description: The host model store.
+    type: path
+    default: /var/lib/edgeml/models
+  name:
+    description: Report only this model.
+    type: str
+  verify:
+    description: Re-hash every file (reads every byte of the store).
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: Reads only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Changes nothing, so there is nothing to diff.
+  idempotent:
+    support: full
+    description: Changes nothing.
+seealso:
+  - module: edgeml.fleet.model_sync
+"""
+
+EXAMPLES = r"""
+- name: What does the host serve?
+  edgeml.fleet.model_info:
+  register: store
+
+- name: Full integrity check of the store
+  edgeml.fleet.model_info:
+    verify: true
+  register: store
+  failed_when: not store.intact
+"""
+
+RETURN = r"""
+models:
+  description: Per model, its active and previous digests and its versions, newest first.
+  returned: always
+  type: dict
+  sample:
+    fraud-detector:
+      current: sha256:458cf12a0d2f46f58ace88450fc928105fe5db4d0198a288c452169c788849b8
+      previous: sha256:c6a1eea8d4069a7d010487a47c7e743c91df27fa759880014f2ab186d31af0f8
+      versions:
+        - digest: sha256:458cf12a0d2f46f58ace88450fc928105fe5db4d0198a288c452169c788849b8
+          ref: models/fraud-detector:1.1
+          shape: artifact
+          size: 36128
+          source: https://core-registry:5000
+          staged_at: 1795600000.0
+          active: true
+intact:
+  description: False when O(verify=true) found a missing or altered file.
+  returned: always
+  type: bool
+  sample: true
+problems:
+  description: What O(verify=true) found wrong, one line each.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.edgeml.fleet.plugins.module_utils._store import Store, StoreError
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "store_dir": {"type": "path", "default": "/var/lib/edgeml/models"},
+            "name": {"type": "str"},
+            "verify": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )
+    store = Store(module.params["store_dir"])
+    models, problems = {}, []
+    try:
+        names = [module.params["name"]] if module.params["name"] else store.models()
+        for name in names:
+            current = store.current(name)
+            versions = []
+            for digest, record in store.versions(name):
+                versions.append({
+                    "digest": digest, "ref": record.get("ref"), "shape": record.get("shape"),
+                    "source": record.get("source"), "staged_at": record.get("staged_at"),
+                    "size": sum(f.get("size", 0) for f in record.get("files", {}).values()),
+                    "active": digest == current})
+                if module.params["verify"]:
+                    problems.extend(store.verify_version(name, digest))
+            if current and not store.has_version(name, current):
+                problems.append(f"{name}: current points at {current}, which is not staged")
+            models[name] = {"current": current, "previous": store.previous(name),
+                            "versions": versions}
+    except StoreError as exc:
+        module.fail_json(msg=exc.msg)
+    module.exit_json(changed=False, models=models, intact=not problems, problems=problems)
+
+
+if __name__ == "__main__":
+    main()
