@@ -1,20 +1,24 @@
 """Publish the sample models to the core registry in both shapes of DESIGN.md.
 
-- OCI artifact, pushed with ``oras`` (each file one layer, named by its title annotation);
-- modelcar container image (files under ``/models/``), built and pushed with Docker.
-
-A tag already in the registry is left alone: tags the tests rely on don't move.
+With the collection's own model_publish (lab/publish_models.yml), as a pipeline would:
+``models/<name>:<version>`` (OCI artifacts) and ``modelcars/<name>:<version>`` (modelcar image
+indexes for amd64 and arm64). And with the peer tools, to prove the collection reads what they
+make: ``peers/oras/<name>`` pushed with ``oras`` and ``peers/docker/<name>`` built and pushed
+with Docker. A peer tag already in the registry is left alone: tags the tests rely on don't move.
 """
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import oras.client
 import requests
 
-from .topology import CONTROLLER_REGISTRY, REGISTRY_USER
+from .topology import CONTROLLER_REGISTRY, REGISTRY_USER, ROOT, STATE
 
 MEDIA_TYPES = {
     "model.onnx": "application/vnd.edgeml.model.onnx",
@@ -24,11 +28,25 @@ CONFIG_MEDIA_TYPE = "application/vnd.edgeml.model.config.v1+json"
 
 
 def artifact_ref(name, version):
-    return f"{CONTROLLER_REGISTRY}/models/{name}:{version}"
+    return f"{CONTROLLER_REGISTRY}/peers/oras/{name}:{version}"
 
 
 def modelcar_ref(name, version):
-    return f"{CONTROLLER_REGISTRY}/modelcars/{name}:{version}"
+    return f"{CONTROLLER_REGISTRY}/peers/docker/{name}:{version}"
+
+
+def publish_with_collection(samples):
+    """Run lab/publish_models.yml (model_publish) for every sample model."""
+    samples_var = [{"name": n, "version": v, "dir": str(d)} for (n, v), d in sorted(samples.items())]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), EDGEML_LAB_STATE=str(STATE))
+    extra = json.dumps({"lab_samples": samples_var, "lab_registry": f"https://{CONTROLLER_REGISTRY}"})
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"),
+                           str(ROOT / "lab" / "publish_models.yml"), "-e", extra],
+                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"lab: publishing with model_publish failed:\n{proc.stdout[-3000:]}")
+    return [f"{CONTROLLER_REGISTRY}/{kind}/{n}:{v}" for (n, v) in sorted(samples)
+            for kind in ("models", "modelcars")]
 
 
 def tag_exists(ref, password, ca_cert):
@@ -78,7 +96,7 @@ def publish_samples(docker_client, samples, password, ca_cert):
     certs_d = Path("/etc/docker/certs.d") / CONTROLLER_REGISTRY
     certs_d.mkdir(parents=True, exist_ok=True)
     shutil.copy(ca_cert, certs_d / "ca.crt")
-    published = []
+    published = publish_with_collection(samples)
     for (name, version), directory in sorted(samples.items()):
         for ref, push in ((artifact_ref(name, version), push_artifact),
                           (modelcar_ref(name, version), None)):

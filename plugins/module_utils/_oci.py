@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import socket
 import ssl
 import time
@@ -465,9 +464,3 @@ def download_blob(client, repo, digest, dest, size=None, retries=2, progress=Non
                              f"{size}", client.name)
     os.replace(partial, dest)
     return fetched
-
-
-def copy_blob_from(path, dest):
-    """Copy a verified local file into the store (used for oci-layout sources too)."""
-    shutil.copyfile(path, dest + ".partial")
-    os.replace(dest + ".partial", dest)

@@ -14,7 +14,7 @@ description:
   - Lists the models in the store, their staged versions, the active (C(current)) and rollback
     (C(previous)) digests and sizes.
   - With O(verify=true), re-hashes every file of every version against its recorded digest.
-author: edgeml.fleet developers
+author: edgeml.fleet developers (@edgeml)
 options:
   store_dir:
     description: The host model store.

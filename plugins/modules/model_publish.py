@@ -19,8 +19,8 @@ description:
     again gives the same digest and changes nothing.
   - With more than one of O(platforms), a modelcar is pushed as an image index with one manifest
     per platform.
-  - Usually run on the controller (C(delegate_to: localhost)).
-author: edgeml.fleet developers
+  - "Usually run on the controller (C(delegate_to: localhost))."
+author: edgeml.fleet developers (@edgeml)
 extends_documentation_fragment:
   - edgeml.fleet.registry
 options:

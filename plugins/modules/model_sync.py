@@ -21,7 +21,7 @@ description:
     switch; the version it replaces becomes C(previous), the rollback target.
   - Endpoints are tried in order (the site mirror first, then core); the one that served is
     returned in RV(source).
-author: edgeml.fleet developers
+author: edgeml.fleet developers (@edgeml)
 extends_documentation_fragment:
   - edgeml.fleet.registry
   - edgeml.fleet.registry.endpoints
@@ -174,7 +174,6 @@ from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
 from ansible_collections.edgeml.fleet.plugins.module_utils._store import Store, StoreError
 
 
-
 def resolve(clients, repo, reference, pinned):
     """Fetch the manifest from the first endpoint that serves it.
 
@@ -230,9 +229,13 @@ def fetch_layers(store, clients, first, repo, layers, retries):
     return fetched
 
 
-def chown_tree(paths, owner, group):
-    uid = pwd.getpwnam(owner).pw_uid if owner else -1
-    gid = grp.getgrnam(group).gr_gid if group else -1
+def owner_ids(owner, group):
+    """(uid, gid) for owner and group; -1 leaves that one as it is."""
+    return (pwd.getpwnam(owner).pw_uid if owner else -1,
+            grp.getgrnam(group).gr_gid if group else -1)
+
+
+def chown_tree(paths, uid, gid):
     for top in paths:
         if not os.path.lexists(top):
             continue
@@ -331,6 +334,11 @@ def main():
         module.fail_json(msg=f"keep must be 1 or more, got {params['keep']}")
     store = Store(params["store_dir"])
     name = params["name"]
+    try:  # before anything changes
+        ids = owner_ids(params["owner"], params["group"])
+    except KeyError as exc:
+        module.fail_json(msg=f"owner/group not found on the host: {exc}; provision it first "
+                             "(role edgeml.fleet.edge_host)", **result)
     try:
         before = store.current(name)
         if params["state"] == "absent":
@@ -359,7 +367,7 @@ def main():
             if removed:
                 store.collect_garbage()
             if params["owner"] or params["group"]:
-                chown_tree([store.model_dir(name)], params["owner"], params["group"])
+                chown_tree([store.model_dir(name)], *ids)
         digest = result.get("digest")
         if digest and params["state"] != "absent" and store.has_version(name, digest):
             vdir = store.version_dir(name, digest)
@@ -369,8 +377,6 @@ def main():
     except (OCIError, StoreError) as exc:
         result["seconds"] = round(time.monotonic() - started, 3)
         module.fail_from(exc, **result)
-    except (KeyError, LookupError) as exc:  # unknown owner or group
-        module.fail_json(msg=f"owner/group not found on the host: {exc}", **result)
     result["seconds"] = round(time.monotonic() - started, 3)
     after = result.get("digest") if params["state"] in ("active", "rollback") else store.current(name)
     if params["state"] == "absent":

@@ -95,8 +95,8 @@ def test_lab_registry_docker_modelcar_and_oras_artifact(tmp_path, sample_models)
     args = {"registries": ["https://127.0.0.1:5000"], "username": "edgeml",
             "password": (root / "lab/.state/registry-password").read_text().strip(),
             "ca_path": str(root / "lab/.state/pki/ca.crt"), "store_dir": str(tmp_path)}
-    for ref, shape in (("modelcars/image-classifier:1.0", "modelcar"),
-                       ("models/image-classifier:1.0", "artifact")):
+    for ref, shape in (("peers/docker/image-classifier:1.0", "modelcar"),
+                       ("peers/oras/image-classifier:1.0", "artifact")):
         result = run_module("model_sync", dict(args, name=shape, ref=ref))
         assert not result.get("failed"), result
         assert result["shape"] == shape
