@@ -21,6 +21,9 @@ description:
     switch; the version it replaces becomes C(previous), the rollback target.
   - Endpoints are tried in order (the site mirror first, then core); the one that served is
     returned in RV(source).
+  - O(registries) defaults to the host variable C(edgeml_registry_endpoints) that the
+    P(edgeml.fleet.sites#inventory) inventory sets, O(username) and O(password) to
+    C(edgeml_registry_username) and C(edgeml_registry_password).
 author: edgeml.fleet developers (@edgeml)
 extends_documentation_fragment:
   - edgeml.fleet.registry

@@ -165,9 +165,9 @@ class FlakyLink:
     """A TCP proxy to host:port. rate: bytes/s towards the client (None: full speed);
     cut_after: close every connection after this many bytes towards the client."""
 
-    def __init__(self, port, rate=None, cut_after=None):
+    def __init__(self, port, rate=None, cut_after=None, cut_once=False):
         self.target = ("127.0.0.1", port)
-        self.rate, self.cut_after = rate, cut_after
+        self.rate, self.cut_after, self.cut_once = rate, cut_after, cut_once
         self.bytes_to_client = 0
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -204,6 +204,8 @@ class FlakyLink:
                             data = data[:max(0, self.cut_after - sent)]
                             client.sendall(data)
                             self.bytes_to_client += len(data)
+                            if self.cut_once:
+                                self.cut_after = None
                             return
                         client.sendall(data)
                         sent += len(data)

@@ -1,0 +1,156 @@
+"""The host model store: atomic switching, retention, garbage collection, safe extraction."""
+
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+
+import pytest
+
+from ansible_collections.edgeml.fleet.plugins.module_utils._store import (
+    HostileLayer, Store, StoreError)
+
+
+def put_blob(store, data):
+    store.ensure_dirs()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with open(store.blob_path(digest), "wb") as out:
+        out.write(data)
+    return {"digest": digest, "size": len(data)}
+
+
+def stage_artifact(store, model, content, tag):
+    layer = put_blob(store, content)
+    layer["annotations"] = {"org.opencontainers.image.title": "model.onnx"}
+    digest = "sha256:" + hashlib.sha256(tag.encode()).hexdigest()
+    store.stage(model, digest, {"shape": "artifact", "blobs": [layer["digest"]]},
+                lambda tmp: store.link_artifact_files([layer], tmp))
+    return digest
+
+
+def test_activate_rollback_and_links(tmp_path):
+    store = Store(str(tmp_path))
+    v1 = stage_artifact(store, "m", b"one", "v1")
+    v2 = stage_artifact(store, "m", b"two", "v2")
+    assert store.activate("m", v1) is None
+    assert store.activate("m", v2) == v1
+    assert (store.current("m"), store.previous("m")) == (v2, v1)
+    assert (tmp_path / "m" / "current" / "model.onnx").read_bytes() == b"two"
+    store.rollback("m")
+    assert (store.current("m"), store.previous("m")) == (v1, v2)
+    assert oct(os.stat(tmp_path / "m").st_mode & 0o777) == "0o750"
+
+
+def test_prune_keeps_current_and_previous_and_gc_frees_blobs(tmp_path):
+    store = Store(str(tmp_path))
+    digests = [stage_artifact(store, "m", f"v{i}".encode(), f"t{i}") for i in range(5)]
+    store.activate("m", digests[0])
+    store.activate("m", digests[1])
+    removed = store.prune("m", keep=1)
+    assert set(removed) == set(digests[2:4])  # digests[4] is newest: kept by keep=1
+    assert {version[0] for version in store.versions("m")} == {digests[0], digests[1], digests[4]}
+    assert store.collect_garbage() == 4  # b"v2", b"v3" are 2 bytes each
+    assert store.referenced_blobs() == {"sha256:" + hashlib.sha256(f"v{i}".encode()).hexdigest()
+                                        for i in (0, 1, 4)}
+
+
+def test_verify_version_finds_altered_files(tmp_path):
+    store = Store(str(tmp_path))
+    digest = stage_artifact(store, "m", b"weights", "v1")
+    assert store.verify_version("m", digest) == []
+    path = os.path.join(store.version_dir("m", digest), "model.onnx")
+    with open(path, "ab") as out:
+        out.write(b"!")
+    assert "does not match" in store.verify_version("m", digest)[0]
+
+
+def test_failed_staging_leaves_nothing(tmp_path):
+    store = Store(str(tmp_path))
+
+    def boom(tmp):
+        with open(os.path.join(tmp, "half"), "w") as out:
+            out.write("x")
+        raise StoreError("boom")
+
+    with pytest.raises(StoreError):
+        store.stage("m", "sha256:" + "0" * 64, {}, boom)
+    assert os.listdir(tmp_path / "m" / "versions") == []
+
+
+@pytest.mark.parametrize("title", ["../evil", ".hidden", "a/b", ".."])
+def test_artifact_titles_cannot_escape(tmp_path, title):
+    store = Store(str(tmp_path))
+    layer = put_blob(store, b"x")
+    layer["annotations"] = {"org.opencontainers.image.title": title}
+    with pytest.raises(HostileLayer):
+        store.link_artifact_files([layer], str(tmp_path))
+
+
+def tar_layer(store, members, compress=True):
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, kind, payload in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.REGTYPE:
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+            else:
+                info.linkname = payload
+                tar.addfile(info)
+    data = gzip.compress(raw.getvalue(), mtime=0) if compress else raw.getvalue()
+    return put_blob(store, data)
+
+
+def test_modelcar_layers_apply_in_order_with_whiteouts(tmp_path):
+    store = Store(str(tmp_path / "s"))
+    first = tar_layer(store, [("models/model.onnx", tarfile.REGTYPE, b"old"),
+                              ("models/stale.bin", tarfile.REGTYPE, b"x"),
+                              ("etc/passwd", tarfile.REGTYPE, b"ignored: outside /models")])
+    second = tar_layer(store, [("models/model.onnx", tarfile.REGTYPE, b"new"),
+                               ("models/.wh.stale.bin", tarfile.REGTYPE, b""),
+                               ("models/alias.onnx", tarfile.SYMTYPE, "model.onnx"),
+                               ("models/copy.onnx", tarfile.LNKTYPE, "models/model.onnx")],
+                       compress=False)
+    target = tmp_path / "out"
+    target.mkdir()
+    files = store.extract_modelcar([first, second], str(target))
+    assert sorted(files) == ["alias.onnx", "copy.onnx", "model.onnx"]
+    assert (target / "model.onnx").read_bytes() == b"new"
+    assert (target / "copy.onnx").read_bytes() == b"new"
+    assert os.readlink(target / "alias.onnx") == "model.onnx"
+
+
+@pytest.mark.parametrize("members,fragment", [
+    ([("models/../../x", tarfile.REGTYPE, b"x")], "climbs out"),
+    ([("/models/x", tarfile.REGTYPE, b"x")], "absolute"),
+    ([("models/l", tarfile.SYMTYPE, "/etc/passwd")], "points outside"),
+    ([("models/l", tarfile.SYMTYPE, "../../etc")], "points outside"),
+    ([("models/d", tarfile.SYMTYPE, ".."), ("models/d/x", tarfile.REGTYPE, b"x")], "points outside"),
+    ([("models/h", tarfile.LNKTYPE, "etc/shadow")], "hard link"),
+    ([("models/h", tarfile.LNKTYPE, "models/../../etc/shadow")], "hard link"),
+    ([("models/dev", tarfile.CHRTYPE, "")], "device"),
+    ([("models/fifo", tarfile.FIFOTYPE, "")], "device or FIFO"),
+])
+def test_hostile_members(tmp_path, members, fragment):
+    store = Store(str(tmp_path / "s"))
+    layer = tar_layer(store, members)
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(HostileLayer, match=fragment):
+        store.extract_modelcar([layer], str(target))
+    assert not (tmp_path / "x").exists()
+
+
+def test_size_limit(tmp_path):
+    store = Store(str(tmp_path / "s"))
+    layer = tar_layer(store, [("models/big", tarfile.REGTYPE, bytes(2048))])
+    with pytest.raises(HostileLayer, match="unpacks to more than 1024"):
+        store.extract_modelcar([layer], str(tmp_path), max_bytes=1024)
+
+
+def test_not_a_tar(tmp_path):
+    store = Store(str(tmp_path / "s"))
+    with pytest.raises(HostileLayer):
+        store.extract_modelcar([put_blob(store, b"garbage" * 100)], str(tmp_path))
