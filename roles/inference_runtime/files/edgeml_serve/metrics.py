@@ -1,0 +1,72 @@
+"""Prometheus metrics, written in the text exposition format (no client library needed)."""
+
+import threading
+
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.requests = {}  # model -> count
+        self.errors = {}  # (model, code) -> count
+        self.latency = {}  # model -> [bucket counts..., sum, count]
+        self.load_seconds = {}  # model -> seconds
+        self.load_failures = {}  # model -> count
+        self.served = {}  # model -> digest
+
+    def observe(self, model, seconds):
+        with self._lock:
+            self.requests[model] = self.requests.get(model, 0) + 1
+            hist = self.latency.setdefault(model, [0] * len(BUCKETS) + [0.0, 0])
+            for i, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    hist[i] += 1
+            hist[-2] += seconds
+            hist[-1] += 1
+
+    def error(self, model, code):
+        with self._lock:
+            self.errors[(model, code)] = self.errors.get((model, code), 0) + 1
+
+    def loaded(self, model, digest, seconds):
+        with self._lock:
+            self.served[model] = digest
+            self.load_seconds[model] = seconds
+
+    def load_failed(self, model):
+        with self._lock:
+            self.load_failures[model] = self.load_failures.get(model, 0) + 1
+
+    def render(self):
+        out = []
+        with self._lock:
+            out += ["# HELP edgeml_inference_requests_total Inference requests answered.",
+                    "# TYPE edgeml_inference_requests_total counter"]
+            out += [f'edgeml_inference_requests_total{{model="{m}"}} {n}'
+                    for m, n in sorted(self.requests.items())]
+            out += ["# HELP edgeml_inference_errors_total Inference requests that failed, by code.",
+                    "# TYPE edgeml_inference_errors_total counter"]
+            out += [f'edgeml_inference_errors_total{{model="{m}",code="{c}"}} {n}'
+                    for (m, c), n in sorted(self.errors.items())]
+            out += ["# HELP edgeml_inference_latency_seconds Time to answer an inference request.",
+                    "# TYPE edgeml_inference_latency_seconds histogram"]
+            for model, hist in sorted(self.latency.items()):
+                for bound, count in zip(BUCKETS, hist):
+                    out.append(f'edgeml_inference_latency_seconds_bucket{{model="{model}",le="{bound}"}} {count}')
+                out.append(f'edgeml_inference_latency_seconds_bucket{{model="{model}",le="+Inf"}} {hist[-1]}')
+                out.append(f'edgeml_inference_latency_seconds_sum{{model="{model}"}} {hist[-2]:.6f}')
+                out.append(f'edgeml_inference_latency_seconds_count{{model="{model}"}} {hist[-1]}')
+            out += ["# HELP edgeml_model_load_seconds Time the served version took to load and warm up.",
+                    "# TYPE edgeml_model_load_seconds gauge"]
+            out += [f'edgeml_model_load_seconds{{model="{m}"}} {s:.6f}'
+                    for m, s in sorted(self.load_seconds.items())]
+            out += ["# HELP edgeml_model_load_failures_total Versions that failed to load (the old one kept serving).",
+                    "# TYPE edgeml_model_load_failures_total counter"]
+            out += [f'edgeml_model_load_failures_total{{model="{m}"}} {n}'
+                    for m, n in sorted(self.load_failures.items())]
+            out += ["# HELP edgeml_model_served_info The version (manifest digest) each model serves.",
+                    "# TYPE edgeml_model_served_info gauge"]
+            out += [f'edgeml_model_served_info{{model="{m}",digest="{d}"}} 1'
+                    for m, d in sorted(self.served.items())]
+        return "\n".join(out) + "\n"

@@ -1,0 +1,131 @@
+"""Loaded models: sessions made, warmed up and swapped in whole, so requests never see a mix."""
+
+import json
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+from .protocol import ONNX_TO_V2, V2_TO_NUMPY
+
+LOG = logging.getLogger("edgeml_serve")
+PREFERRED = ("CUDAExecutionProvider", "OpenVINOExecutionProvider", "CPUExecutionProvider")
+
+
+def choose_providers(wanted, available=None):
+    """The execution providers to use: the best the host has, always ending with CPU."""
+    available = available if available is not None else ort.get_available_providers()
+    if not wanted or wanted == ["auto"]:
+        chosen = [p for p in PREFERRED if p in available]
+    else:
+        chosen = [p for p in wanted if p in available]
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def _signature(values):
+    return [{"name": v.name, "datatype": ONNX_TO_V2.get(v.type, v.type),
+             "shape": [d if isinstance(d, int) else -1 for d in v.shape]} for v in values]
+
+
+class LoadedModel:
+    """One version of one model: an onnxruntime session and what the protocol reports."""
+
+    def __init__(self, name, directory, filename, providers, intra_op_threads=0):
+        self.name = name
+        self.real_dir = os.path.realpath(directory)
+        # The store names version directories by manifest digest: that is the served version.
+        base = os.path.basename(self.real_dir)
+        self.version = f"sha256:{base}" if len(base) == 64 else base
+        started = time.monotonic()
+        options = ort.SessionOptions()
+        if intra_op_threads:
+            options.intra_op_num_threads = intra_op_threads
+        self.session = ort.InferenceSession(os.path.join(self.real_dir, filename), options,
+                                            providers=providers)
+        self.inputs = _signature(self.session.get_inputs())
+        self.outputs = _signature(self.session.get_outputs())
+        meta_path = os.path.join(self.real_dir, "edgeml-model.json")
+        self.meta = {}
+        if os.path.exists(meta_path):
+            with open(meta_path, encoding="utf-8") as handle:
+                self.meta = json.load(handle)
+        self.warm_up()
+        self.load_seconds = time.monotonic() - started
+        self.providers = self.session.get_providers()
+
+    def warm_up(self):
+        """Run once before serving: the golden inputs if there are any, else zeros."""
+        golden = (self.meta.get("golden") or [{}])[0].get("inputs")
+        feeds = {}
+        for spec in self.inputs:
+            dtype = V2_TO_NUMPY.get(spec["datatype"], np.float32)
+            if golden and spec["name"] in golden:
+                feeds[spec["name"]] = np.asarray(golden[spec["name"]], dtype=dtype)
+            else:
+                feeds[spec["name"]] = np.zeros([d if d > 0 else 1 for d in spec["shape"]], dtype)
+        self.session.run(None, feeds)
+
+    def infer(self, arrays, names=None):
+        wanted = names or [o["name"] for o in self.outputs]
+        unknown = set(wanted) - {o["name"] for o in self.outputs}
+        if unknown:
+            raise KeyError(f"unknown outputs {sorted(unknown)}")
+        return dict(zip(wanted, self.session.run(wanted, arrays)))
+
+    def metadata(self):
+        return {"name": self.name, "versions": [self.version], "platform": "onnxruntime_onnx",
+                "inputs": self.inputs, "outputs": self.outputs}
+
+
+class ModelSet:
+    """The models being served. load() swaps each model in whole or keeps the old one."""
+
+    def __init__(self, metrics, providers, intra_op_threads=0):
+        self.metrics = metrics
+        self.providers = providers
+        self.intra_op_threads = intra_op_threads
+        self._models = {}
+        self._lock = threading.Lock()
+        self.failures = {}  # model -> last load error
+
+    def get(self, name):
+        return self._models.get(name)
+
+    def names(self):
+        return sorted(self._models)
+
+    def ready(self, configured):
+        return all(m.name in self._models for m in configured)
+
+    def load(self, configured):
+        """(Re)load what the configuration names; runs in a worker thread, not the event loop."""
+        with self._lock:
+            wanted = {m.name for m in configured}
+            for model in configured:
+                old = self._models.get(model.name)
+                real = os.path.realpath(model.path)
+                if old and old.real_dir == real:
+                    continue  # same version: nothing to do
+                try:
+                    new = LoadedModel(model.name, model.path, model.file, self.providers,
+                                      self.intra_op_threads)
+                except Exception as exc:  # pylint: disable=broad-except  # any load error
+                    self.failures[model.name] = str(exc)
+                    self.metrics.load_failed(model.name)
+                    LOG.error("model %s: loading %s failed, %s: %s", model.name, real,
+                              "keeping the version in service" if old else "not serving it",
+                              exc)
+                    continue
+                self._models[model.name] = new  # one reference swap: in-flight requests keep old
+                self.failures.pop(model.name, None)
+                self.metrics.loaded(model.name, new.version, new.load_seconds)
+                LOG.info("model %s: serving %s (%s, loaded in %.3f s)", model.name, new.version,
+                         ",".join(new.providers), new.load_seconds)
+            for name in set(self._models) - wanted:
+                del self._models[name]
+                LOG.info("model %s: no longer configured, unloaded", name)
