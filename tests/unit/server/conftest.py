@@ -11,6 +11,7 @@ from onnx import TensorProto, helper
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "roles" / "inference_runtime" / "files"))
+sys.dont_write_bytecode = True  # keep __pycache__ out of the role's files
 
 
 def make_model(directory, scale=2.0, bad=False):
