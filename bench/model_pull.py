@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests" / "integration"), str(ROOT)]
 
+from lab.models import read_samples  # noqa: E402
 from modules import module_command, module_env, run_module  # noqa: E402
 from registries import FlakyLink, big_file  # noqa: E402
 
@@ -45,7 +46,7 @@ def main():
     auth = {"username": "edgeml", "password": password, "ca_path": ca}
     work = Path(tempfile.mkdtemp(prefix="edgeml-bench-", dir="/var/tmp"))
     try:
-        model = ROOT / "lab/.state/models/fraud-detector/1.1"
+        model = read_samples(STATE)[("fraud-detector", "1.1")]
         weights = big_file(work / "weights.bin", args.mib << 20)
         published = run_module("model_publish", dict(
             auth, registry=f"https://{REGISTRY}", repository=REPO, tag=TAG,

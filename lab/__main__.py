@@ -29,6 +29,8 @@ def up():
             started.append(host.name)
     containers.write_known_hosts(client, HOSTS)
     samples = models.make_samples(STATE / "models")
+    (STATE / "samples.json").write_text(json.dumps(
+        {f"{n}/{v}": str(d) for (n, v), d in sorted(samples.items())}, indent=2) + "\n")
     refs = publish.publish_samples(client, samples, password, ca_cert)
     (STATE / "published.json").write_text(json.dumps(refs, indent=2) + "\n")
     print(f"lab: up ({len(HOSTS)} hosts, {len(started)} started now; "

@@ -5,6 +5,7 @@ computed with onnxruntime, tolerance, latency budget). Everything is seeded, so 
 recipe gives the same files.
 """
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -66,28 +67,28 @@ def fraud_model(version):
 
 
 def image_cnn(version):
-    """A small image classifier: 2 conv blocks, global pooling, a dense layer, softmax."""
+    """An image classifier of realistic cost (~0.5 GFLOP): 4 conv blocks, pooling, dense, softmax."""
     rng = np.random.default_rng(7)
-
-    def weight(name, *shape):
-        return numpy_helper.from_array((rng.standard_normal(shape) * 0.2).astype(np.float32), name)
-
-    inits = [weight("w1", 16, 3, 3, 3), weight("b1", 16), weight("w2", 32, 16, 3, 3),
-             weight("b2", 32), weight("w3", 32, 10), weight("b3", 10)]
-    nodes = [
-        helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c2"], ["r2"]),
-        helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
-        helper.make_node("Flatten", ["g"], ["f"]),
-        helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-    ]
+    channels = (3, 32, 64, 128, 256)
+    inits, nodes, last = [], [], "image"
+    for block, (c_in, c_out) in enumerate(zip(channels, channels[1:]), start=1):
+        scale = np.sqrt(2.0 / (c_in * 9))  # He initialisation keeps activations in range
+        inits += [numpy_helper.from_array(
+                      (rng.standard_normal((c_out, c_in, 3, 3)) * scale).astype(np.float32), f"w{block}"),
+                  numpy_helper.from_array(np.zeros(c_out, np.float32), f"b{block}")]
+        nodes += [helper.make_node("Conv", [last, f"w{block}", f"b{block}"], [f"c{block}"],
+                                   pads=[1, 1, 1, 1], strides=[1, 1] if block == 1 else [2, 2]),
+                  helper.make_node("Relu", [f"c{block}"], [f"r{block}"])]
+        last = f"r{block}"
+    inits += [numpy_helper.from_array((rng.standard_normal((256, 10)) * 0.1).astype(np.float32), "wd"),
+              numpy_helper.from_array(np.zeros(10, np.float32), "bd")]
+    nodes += [helper.make_node("GlobalAveragePool", [last], ["g"]),
+              helper.make_node("Flatten", ["g"], ["f"]),
+              helper.make_node("Gemm", ["f", "wd", "bd"], ["logits"]),
+              helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
     graph = helper.make_graph(
         nodes, "image_classifier",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 64, 64])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 128, 128])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
         inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
@@ -95,8 +96,8 @@ def image_cnn(version):
     model.ir_version = 8
     onnx.checker.check_model(model)
     # Multiples of 1/64 are exact in float32 and short in JSON.
-    golden = np.floor(np.random.default_rng(11).random((2, 3, 64, 64)) * 64) / 64
-    return model, {"image": golden.astype(np.float32)}, 0.0001, 50
+    golden = np.floor(np.random.default_rng(11).random((1, 3, 128, 128)) * 64) / 64
+    return model, {"image": golden.astype(np.float32)}, 0.0001, 200
 
 
 SAMPLES = {
@@ -129,7 +130,11 @@ def describe(name, version, model_bytes, golden_inputs, tolerance, latency_budge
 
 
 def make_samples(out_dir: Path):
-    """Write every sample model; return {(name, version): directory}."""
+    """Write every sample model; return {(name, version): directory}.
+
+    Cached under a hash of this file, so a changed recipe makes new models.
+    """
+    out_dir = out_dir / hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
     made = {}
     for name, (builder, versions) in SAMPLES.items():
         for version in versions:
@@ -143,3 +148,9 @@ def make_samples(out_dir: Path):
                 (directory / "edgeml-model.json").write_text(json.dumps(meta, indent=2) + "\n")
             made[(name, version)] = directory
     return made
+
+
+def read_samples(state: Path):
+    """{(name, version): directory} of the models the last `lab up` made."""
+    index = json.loads((state / "samples.json").read_text())
+    return {tuple(key.split("/")): Path(path) for key, path in index.items()}

@@ -69,5 +69,5 @@ def token_registry(tmp_path_factory):
 @pytest.fixture(scope="session")
 def sample_models():
     """The lab's sample models (made by `lab up`): {(name, version): directory}."""
-    base = ROOT / "lab" / ".state" / "models"
-    return {(d.parent.name, d.name): d for d in base.glob("*/*") if (d / "model.onnx").exists()}
+    from lab.models import read_samples  # pylint: disable=import-outside-toplevel
+    return read_samples(ROOT / "lab" / ".state")

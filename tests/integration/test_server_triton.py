@@ -70,7 +70,7 @@ def test_tritonclient_health_metadata_infer(served, binary):
     assert client.is_model_ready("fraud") and client.is_model_ready("cnn")
     meta = client.get_model_metadata("cnn")
     assert meta["versions"] == [versions["cnn"]]
-    assert meta["inputs"][0] == {"name": "image", "datatype": "FP32", "shape": [-1, 3, 64, 64]}
+    assert meta["inputs"][0] == {"name": "image", "datatype": "FP32", "shape": [-1, 3, 128, 128]}
     for model, sample in (("cnn", ("image-classifier", "1.0")), ("fraud", ("fraud-detector", "1.0"))):
         gold = golden(samples[sample])
         inputs = []
@@ -103,7 +103,7 @@ def test_sighup_switches_version_without_failing_a_request(served, sample_models
             except Exception as exc:  # pylint: disable=broad-except
                 failures.append(repr(exc))
 
-    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    threads = [threading.Thread(target=hammer) for _index in range(3)]
     for thread in threads:
         thread.start()
     time.sleep(0.5)

@@ -24,7 +24,7 @@ class Config:
     token_file: Optional[str] = None
     max_request_bytes: int = 16 << 20
     threads: int = 2
-    intra_op_threads: int = 0  # 0: onnxruntime decides
+    intra_op_threads: int = 0  # 0: onnxruntime decides (one per core)
     providers: List[str] = field(default_factory=lambda: ["auto"])
     models: List[ModelConfig] = field(default_factory=list)
 
