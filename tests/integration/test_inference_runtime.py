@@ -1,0 +1,57 @@
+"""inference_runtime on a lab host: reload (not restart) for model changes, bad variables."""
+
+import json
+import subprocess
+
+import pytest
+
+HOST = "edge-a2"
+
+
+def sh(*cmd):
+    return subprocess.run(["docker", "exec", HOST, *cmd], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def main_pid():
+    return sh("systemctl", "show", "-p", "MainPID", "--value", "edgeml-inference.service")
+
+
+def served(model):
+    return json.loads(sh("python3", "-c", "import urllib.request; print(urllib.request.urlopen("
+                         f"'http://127.0.0.1:8080/v2/models/{model}').read().decode())"))
+
+
+def test_models_change_reloads_without_restart(playbook):
+    synced = playbook("tests/integration/playbooks/sync_lab.yml", "-l", HOST)
+    digest = dict(synced.results(HOST))["Sync the pinned digest from the host's endpoints"]["digest"]
+    setup = playbook("edgeml.fleet.runtime", "-l", HOST)
+    assert setup.rc == 0, setup.stderr
+    before = main_pid()
+    serve = ["-l", HOST, "-e", '{"inference_runtime_models": ["fraud-detector-it"]}']
+    try:
+        run = playbook("edgeml.fleet.runtime", *serve)
+        assert run.rc == 0 and run.stats[HOST]["changed"] > 0
+        ran = [name for name, result in run.results(HOST) if result.get("changed")]
+        assert any("Reload the inference server" in name for name in ran), ran
+        assert not any("Restart the inference server" in name for name in ran), ran
+        assert main_pid() == before  # reloaded in place, not restarted
+        assert served("fraud-detector-it")["versions"] == [digest]
+        again = playbook("edgeml.fleet.runtime", *serve)
+        assert again.stats[HOST]["changed"] == 0
+    finally:
+        playbook("edgeml.fleet.runtime", "-l", HOST)
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    ("inference_runtime_port=70000", "inference_runtime_port must be 1-65535"),
+    ("inference_runtime_threads=0", "inference_runtime_threads must be 1 or more"),
+    ("inference_runtime_bind=0.0.0.0", "inference_runtime_token is empty"),
+    ("inference_runtime_accelerator=tpu", "inference_runtime_accelerator"),
+])
+def test_bad_variables_fail_before_any_change(playbook, extra, fragment):
+    run = playbook("edgeml.fleet.runtime", "-l", HOST, "-e", extra)
+    assert run.rc != 0
+    name, result = run.failure(HOST)
+    assert fragment in result["msg"], (name, result["msg"])
+    assert run.stats[HOST]["changed"] == 0
