@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def version_dir(store, name, version, source):
-    """Lay a sample model out as the store does: versions/<hex> and a current link."""
+    """Lay a sample model out as the store does: versions/<hex>, made current by rename."""
     hexdigest = (version * 64)[:64]
     target = store / name / "versions" / hexdigest
     target.mkdir(parents=True)
@@ -88,7 +88,7 @@ def test_tritonclient_health_metadata_infer(served, binary):
 
 def test_sighup_switches_version_without_failing_a_request(served, sample_models):
     client, proc, store, versions, _samples, url = served
-    new = version_dir_replace(store, sample_models[("fraud-detector", "1.1")])
+    new = version_dir(store, "fraud", "2", sample_models[("fraud-detector", "1.1")])
     gold = golden(sample_models[("fraud-detector", "1.0")])
     array = np.array(gold["inputs"]["transaction"], dtype=np.float32)
     failures, seen, stop = [], set(), threading.Event()
@@ -117,15 +117,3 @@ def test_sighup_switches_version_without_failing_a_request(served, sample_models
         thread.join()
     assert not failures, failures[:3]
     assert seen == {versions["fraud"], new}
-
-
-def version_dir_replace(store, source):
-    hexdigest = "2" * 64
-    target = store / "fraud" / "versions" / hexdigest
-    target.mkdir(parents=True)
-    for file in ("model.onnx", "edgeml-model.json"):
-        (target / file).write_bytes((source / file).read_bytes())
-    link = store / "fraud" / ".current.tmp"
-    link.symlink_to(f"versions/{hexdigest}")
-    link.rename(store / "fraud" / "current")
-    return "sha256:" + hexdigest
