@@ -55,3 +55,17 @@ def test_bad_variables_fail_before_any_change(playbook, extra, fragment):
     name, result = run.failure(HOST)
     assert fragment in result["msg"], (name, result["msg"])
     assert run.stats[HOST]["changed"] == 0
+
+
+def test_check_mode_on_a_fresh_install_changes_nothing(playbook):
+    """Check mode against paths never installed: it reports changes and creates nothing."""
+    fresh = ["-l", "edge-b2", "--check", "-e", "inference_runtime_venv=/opt/edgeml-t/venv",
+             "-e", "inference_runtime_server_dir=/opt/edgeml-t/server",
+             "-e", "inference_runtime_host_wheelhouse=/opt/edgeml-t/wheelhouse",
+             "-e", "inference_runtime_config_dir=/etc/edgeml-t"]
+    run = playbook("edgeml.fleet.runtime", *fresh)
+    assert run.rc == 0, run.stderr
+    assert run.stats["edge-b2"]["changed"] > 0
+    for path in ("/opt/edgeml-t", "/etc/edgeml-t"):
+        assert subprocess.run(["docker", "exec", "edge-b2", "test", "-e", path],
+                              check=False).returncode != 0, path

@@ -351,3 +351,28 @@ def test_hostile_layers_are_refused(registry, active_v1, case):
     assert not os.path.exists("/tmp/edgeml-evil")
     assert not list((store / "fraud" / "versions").glob(".staging-*"))
     assert_still_v1(store, v1)
+
+
+def test_sync_from_an_oci_layout_made_by_skopeo(registry, published, tmp_path):
+    """The offline path: an OCI image layout (as in a bundle), written by a peer tool."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.crt").write_bytes(Path(registry.ca).read_bytes())
+    layout = tmp_path / "layout"
+    for repo in ("models/fraud-detector", "modelcars/fraud-detector"):
+        subprocess.run(["skopeo", "copy", "-q", "--src-creds", f"tester:{registry.password}",
+                        "--src-cert-dir", str(certs), f"docker://{registry.url[8:]}/{repo}:1.0",
+                        f"oci:{layout}:{repo}:1.0"], check=True)
+    store = tmp_path / "store"
+    for repo, shape in (("models/fraud-detector", "artifact"), ("modelcars/fraud-detector", "modelcar")):
+        result = run_module("model_sync", {"name": shape, "ref": f"{repo}:1.0",
+                                           "registries": [f"oci-layout:{layout}"],
+                                           "store_dir": str(store)})
+        assert not result.get("failed"), result
+        assert result["source"] == f"oci-layout:{layout}" and result["shape"] == shape
+        assert result["digest"] == published[(shape, "1.0")]
+        loads_and_answers(store, shape)
+    missing = run_module("model_sync", {"name": "x", "ref": "models/fraud-detector:9.9",
+                                        "registries": [f"oci-layout:{layout}"],
+                                        "store_dir": str(store)})
+    assert missing["failed"] and "has no image named models/fraud-detector:9.9" in missing["msg"]
