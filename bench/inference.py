@@ -11,6 +11,7 @@ with 4 clients >= 80 % of in-process.
 """
 
 import argparse
+import functools
 import http.client
 import json
 import os
@@ -84,6 +85,16 @@ def inproc_latency(session, inputs, count):
     return times
 
 
+def http_caller(port, model, body, headers):
+    """A client of its own (one keep-alive connection) that sends one request per call."""
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+
+    def call():
+        conn.request("POST", f"/v2/models/{model}/infer", body, headers)
+        conn.getresponse().read()
+    return call
+
+
 def throughput(worker_factory, workers, seconds):
     stop, counts = threading.Event(), [0] * workers
 
@@ -136,16 +147,9 @@ def main():
             inproc = inproc_latency(session, inputs, count)
             over_http = http_latency(port, name, body, headers, count)
 
-            def http_worker(model=name, payload=body, hdrs=headers):
-                conn = http.client.HTTPConnection("127.0.0.1", port)
-
-                def call():
-                    conn.request("POST", f"/v2/models/{model}/infer", payload, hdrs)
-                    conn.getresponse().read()
-                return call
-
-            def inproc_worker(sess=session, feeds=inputs):
-                return lambda: sess.run(None, feeds)
+            http_worker = functools.partial(http_caller, port, name, body, headers)
+            inproc_worker = functools.partial(lambda sess, feeds: lambda: sess.run(None, feeds),
+                                              session, inputs)
 
             inproc_rps, http_rps = [], []
             for _round in range(args.rounds):  # interleaved rounds, medians reported

@@ -73,8 +73,8 @@ def image_cnn(version):
     inits, nodes, last = [], [], "image"
     for block, (c_in, c_out) in enumerate(zip(channels, channels[1:]), start=1):
         scale = np.sqrt(2.0 / (c_in * 9))  # He initialisation keeps activations in range
-        inits += [numpy_helper.from_array(
-                      (rng.standard_normal((c_out, c_in, 3, 3)) * scale).astype(np.float32), f"w{block}"),
+        weights = (rng.standard_normal((c_out, c_in, 3, 3)) * scale).astype(np.float32)
+        inits += [numpy_helper.from_array(weights, f"w{block}"),
                   numpy_helper.from_array(np.zeros(c_out, np.float32), f"b{block}")]
         nodes += [helper.make_node("Conv", [last, f"w{block}", f"b{block}"], [f"c{block}"],
                                    pads=[1, 1, 1, 1], strides=[1, 1] if block == 1 else [2, 2]),
