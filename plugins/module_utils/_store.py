@@ -224,14 +224,19 @@ class Store:
         _fsync_dir(self.model_dir(model))
         return old
 
-    def rollback(self, model, digest=None):
-        """Switch to previous (or to a staged digest); the current becomes previous."""
-        target = digest or self.previous(model)
-        if not target:
-            raise StoreError(f"model '{model}' has no previous version to roll back to")
+    def rollback(self, model, target):
+        """Switch to target (previous, or another staged digest) and drop the previous link.
+
+        The version rolled back from stays staged but is no longer a rollback target, so a
+        second rollback finds nothing to do.
+        """
         if not self.has_version(model, target):
-            raise StoreError(f"model '{model}' has no staged version {target}")
-        return self.activate(model, target)
+            raise StoreError(f"model '{model}' has no staged version {target} to roll back to")
+        old = self.activate(model, target)
+        previous = os.path.join(self.model_dir(model), "previous")
+        if os.path.lexists(previous):
+            os.unlink(previous)
+        return old
 
     def remove(self, model):
         path = self.model_dir(model)
@@ -287,10 +292,6 @@ class Store:
             elif "sha256:" + _sha256(path) != info["digest"]:
                 problems.append(f"{model} {digest[:19]}…: {rel} does not match {info['digest']}")
         return problems
-
-    def size(self, model, digest):
-        record = self.read_record(self.version_dir(model, digest)) or {}
-        return sum(f.get("size", 0) for f in record.get("files", {}).values())
 
 
 def _sha256(path):

@@ -360,8 +360,7 @@ def main():
                                          "back to", **result)
                 result["changed"] = True
                 if not module.check_mode:
-                    store.activate(name, target)
-                    os.unlink(os.path.join(store.model_dir(name), "previous"))
+                    store.rollback(name, target)
             result["digest"] = target or before
         else:
             sync(module, store, result)

@@ -37,8 +37,9 @@ def test_activate_rollback_and_links(tmp_path):
     assert store.activate("m", v2) == v1
     assert (store.current("m"), store.previous("m")) == (v2, v1)
     assert (tmp_path / "m" / "current" / "model.onnx").read_bytes() == b"two"
-    store.rollback("m")
-    assert (store.current("m"), store.previous("m")) == (v1, v2)
+    store.rollback("m", store.previous("m"))
+    assert (store.current("m"), store.previous("m")) == (v1, None)  # v2 is no rollback target
+    assert store.has_version("m", v2)
     assert oct(os.stat(tmp_path / "m").st_mode & 0o777) == "0o750"
 
 
