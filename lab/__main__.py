@@ -31,6 +31,9 @@ def up():
     samples = models.make_samples(STATE / "models")
     (STATE / "samples.json").write_text(json.dumps(
         {f"{n}/{v}": str(d) for (n, v), d in sorted(samples.items())}, indent=2) + "\n")
+    (STATE / "acceptance").mkdir(exist_ok=True)
+    (STATE / "acceptance" / "fraud-detector.json").write_text(
+        json.dumps(models.acceptance_cases(samples), indent=1) + "\n")
     refs = publish.publish_samples(client, samples, password, ca_cert)
     (STATE / "published.json").write_text(json.dumps(refs, indent=2) + "\n")
     print(f"lab: up ({len(HOSTS)} hosts, {len(started)} started now; "

@@ -51,12 +51,18 @@ def fraud_model(version):
     if version == "1.0":
         x, y = synthetic_transactions(20000, seed=1)
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    elif version == REGRESSED:
+        # A retraining gone wrong (labels inverted): it loads, its own golden vectors agree with
+        # it, and it calls fraud legit. Only the operator's acceptance cases catch it in service.
+        x, y = synthetic_transactions(20000, seed=1)
+        y = 1 - y
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
     else:
         x, y = synthetic_transactions(40000, seed=2)
         clf = GradientBoostingClassifier(n_estimators=60, max_depth=3, random_state=0)
     clf.fit(x, y)
     model = to_onnx(clf, x[:1], target_opset={"": 17, "ai.onnx.ml": 3},
-                    options={id(clf): {"zipmap": False}} if version != "1.0"
+                    options={id(clf): {"zipmap": False}} if not hasattr(clf, "steps")
                     else {id(clf.steps[-1][1]): {"zipmap": False}})
     model.graph.input[0].name = "transaction"
     for node in model.graph.node:
@@ -100,9 +106,14 @@ def image_cnn(version):
     return model, {"image": golden.astype(np.float32)}, 0.0001, 200
 
 
+# Faulty versions for the rollback tests: published to the core registry as models only.
+BAD_GOLDEN = "1.2-badgolden"  # the golden vectors shipped with it do not match the model
+REGRESSED = "1.3-regressed"   # self-consistent, but wrong on the operator's acceptance cases
+FAULTY = {("fraud-detector", BAD_GOLDEN), ("fraud-detector", REGRESSED)}
+
 SAMPLES = {
     # name: (builder, versions)
-    "fraud-detector": (fraud_model, ("1.0", "1.1")),
+    "fraud-detector": (fraud_model, ("1.0", "1.1", BAD_GOLDEN, REGRESSED)),
     "image-classifier": (image_cnn, ("1.0",)),
 }
 
@@ -144,10 +155,29 @@ def make_samples(out_dir: Path):
                 model, golden_inputs, tolerance, budget = builder(version)
                 data = model.SerializeToString()
                 meta = describe(name, version, data, golden_inputs, tolerance, budget)
+                if version == BAD_GOLDEN:  # a pipeline that shipped another model's vectors
+                    for case in meta["golden"]:
+                        case["outputs"]["probabilities"] = [
+                            [round(1 - p, 6) for p in row] for row in case["outputs"]["probabilities"]]
                 (directory / "model.onnx").write_bytes(data)
                 (directory / "edgeml-model.json").write_text(json.dumps(meta, indent=2) + "\n")
             made[(name, version)] = directory
     return made
+
+
+def acceptance_cases(samples, count=3):
+    """The operator's reference cases for the fraud model: known fraud and known legit
+    transactions (from the generator's ground truth) that the good versions agree on.
+    Only the label is checked: a retrained model may move probabilities, not verdicts."""
+    x, y = synthetic_transactions(400, seed=7)
+    agree = np.ones(len(y), dtype=bool)
+    for version in ("1.0", "1.1"):
+        path = samples[("fraud-detector", version)] / "model.onnx"
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        agree &= session.run(["label"], {"transaction": x})[0] == y
+    picked = [i for label in (1, 0) for i in np.flatnonzero(agree & (y == label))[:count]]
+    return [{"inputs": {"transaction": x[i:i + 1].tolist()}, "outputs": {"label": [int(y[i])]}}
+            for i in picked]
 
 
 def read_samples(state: Path):

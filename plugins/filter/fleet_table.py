@@ -10,8 +10,10 @@ name: fleet_table
 short_description: Format a per-site, per-host summary of a fleet run as text lines
 version_added: 0.1.0
 description:
-  - Takes the host variables of the hosts a run targeted and returns the lines of a table, one
-    row per host, sorted by site and host, with the state each host was left in.
+  - Takes the host variables of the hosts a run targeted and returns the lines of a table sorted
+    by site and host. A host that deployed or audited models (C(model_deploy_report), set by
+    the role P(edgeml.fleet.model_deploy#role)) has one row per model - model, digest, state,
+    health, latency; other hosts one row with their provisioning state.
   - A host missing from O(alive) (it failed or was unreachable) is shown as C(FAILED).
 options:
   _input:
@@ -36,35 +38,47 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: The table's lines, a header first.
+  description: The table's lines, a header first, a totals line last.
   type: list
   elements: str
 """
 
-COLUMNS = ("SITE", "HOST", "CONNECTIVITY", "STATE", "PYTHON", "FREE MiB")
+from ansible_collections.edgeml.fleet.plugins.filter.fleet_report import fleet_report
+
+COLUMNS = ("SITE", "HOST", "CONNECTIVITY", "MODEL", "DIGEST", "STATE", "HEALTH", "P50 ms", "P95 ms")
 
 
-def _row(hostvars, alive):
-    name = hostvars.get("inventory_hostname")
-    report = hostvars.get("edge_host_report") or {}
-    if name not in alive:
-        state = "FAILED"
-    elif not report:
-        state = "not provisioned"
-    else:
-        state = "provisioned" if report.get("provisioned") else "checked"
-    return (str(hostvars.get("edgeml_site", "-")), str(name),
-            str(hostvars.get("edgeml_connectivity", "-")), state,
-            str(report.get("python", "-")), str(report.get("free_mb", "-")))
+def _short(digest):
+    return digest.split(":", 1)[-1][:12] if digest else "-"
+
+
+def _ms(value):
+    return "-" if value in (None, "", "None") else f"{float(value):.2f}"
 
 
 def fleet_table(hostvars_list, alive):
-    rows = sorted(_row(hv, set(alive)) for hv in hostvars_list)
+    report = fleet_report(hostvars_list, alive)
+    rows = []
+    for host in report["hosts"]:
+        base = (host["site"], host["host"], host["connectivity"])
+        if host["models"]:
+            for model in host["models"]:
+                state = model["state"] if host["state"] != "FAILED" or model["failed"] else "FAILED"
+                rows.append(base + (model["name"], _short(model.get("served") or model.get("digest")),
+                                    state, model.get("health", "-"), _ms(model.get("p50_ms")),
+                                    _ms(model.get("p95_ms"))))
+        else:
+            rows.append(base + ("-", "-", host["state"], "-", "-", "-"))
     widths = [max(len(r[i]) for r in (COLUMNS, *rows)) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in (COLUMNS, *rows)]
-    failed = sum(1 for r in rows if r[3] == "FAILED")
-    sites = len({r[0] for r in rows})
-    lines.append(f"{len(rows)} hosts in {sites} sites, {len(rows) - failed} ok, {failed} failed")
+    totals = report["totals"]
+    lines.append(f"{totals['hosts']} hosts in {totals['sites']} sites, {totals['ok']} ok, "
+                 f"{totals['failed']} failed; models: " +
+                 (", ".join(f"{n} {state}" for state, n in sorted(totals["model_states"].items()))
+                  or "none"))
+    failures = [f"{h['host']}/{m['name']}: {m['message']}" for h in report["hosts"]
+                for m in h["models"] if m["failed"] and m.get("message")]
+    lines.extend(failures)
     return lines
 
 

@@ -1,17 +1,22 @@
 """Run a collection module as Ansible runs it on a host: a Python process fed its arguments."""
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# Argument files live as long as the test session (a Popen'd module may still read its file).
+ARGS_DIR = tempfile.mkdtemp(prefix="edgeml-args-")
+atexit.register(shutil.rmtree, ARGS_DIR, ignore_errors=True)
 
 
 def module_command(name, args):
-    handle, path = tempfile.mkstemp(suffix=".json", prefix="edgeml-args-")
+    handle, path = tempfile.mkstemp(suffix=".json", dir=ARGS_DIR)
     with os.fdopen(handle, "w") as out:
         json.dump({"ANSIBLE_MODULE_ARGS": args}, out)
     return [sys.executable, "-m", f"ansible_collections.edgeml.fleet.plugins.modules.{name}", path]

@@ -1,0 +1,104 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) edgeml.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: fleet_report
+short_description: Build the JSON report of a fleet run
+version_added: 0.2.0
+description:
+  - Takes the host variables of the hosts a run targeted and returns one document - per host its
+    site, connectivity, state and, per model, the digest wanted and served, the state
+    (deployed, unchanged, rolled back, failed verification, awaiting offline bundle, ...),
+    health and latency - plus totals. The summary playbook writes it as JSON for operators and
+    automation controllers.
+  - A host missing from O(alive) (it failed or was unreachable) has state C(FAILED).
+options:
+  _input:
+    description: Host variables of every targeted host.
+    type: list
+    elements: dict
+    required: true
+  alive:
+    description: Hosts still in the play (C(ansible_play_hosts)).
+    type: list
+    elements: str
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Write the run's report
+  run_once: true
+  delegate_to: localhost
+  ansible.builtin.copy:
+    content: "{{ groups['sites'] | map('extract', hostvars) | edgeml.fleet.fleet_report(ansible_play_hosts) | to_nice_json }}"
+    dest: edgeml-report.json
+    mode: "0600"
+"""
+
+RETURN = r"""
+_value:
+  description: The report, C({hosts, totals}).
+  type: dict
+"""
+
+MODEL_KEYS = ("name", "ref", "digest", "served", "previous", "state", "health", "p50_ms", "p95_ms",
+              "source", "failed", "message")
+
+
+def _host_state(hostvars, alive):
+    name = hostvars.get("inventory_hostname")
+    models = hostvars.get("model_deploy_report") or []
+    if name not in alive or any(m.get("failed") for m in models):
+        return "FAILED"
+    if models:
+        if all(m.get("state") == "awaiting offline bundle" for m in models):
+            return "awaiting offline bundle"
+        return "ok"
+    report = hostvars.get("edge_host_report") or {}
+    if not report:
+        return "not provisioned"
+    return "provisioned" if report.get("provisioned") else "checked"
+
+
+def _model(entry):
+    out = {key: entry.get(key) for key in MODEL_KEYS if key in entry}
+    out["failed"] = str(entry.get("failed")).lower() == "true"
+    for key in ("p50_ms", "p95_ms"):
+        if out.get(key) in ("", "None"):
+            out[key] = None
+    return out
+
+
+def fleet_report(hostvars_list, alive):
+    alive = set(alive)
+    hosts = []
+    for hostvars in hostvars_list:
+        runtime = hostvars.get("edgeml_runtime") or {}
+        hosts.append({
+            "host": str(hostvars.get("inventory_hostname")),
+            "site": str(hostvars.get("edgeml_site", "-")),
+            "connectivity": str(hostvars.get("edgeml_connectivity", "-")),
+            "state": _host_state(hostvars, alive),
+            "runtime": {"onnxruntime": (runtime.get("onnxruntime") or {}).get("version"),
+                        "service": (runtime.get("service") or {}).get("active"),
+                        "arch": runtime.get("arch")},
+            "models": [_model(m) for m in hostvars.get("model_deploy_report") or []],
+        })
+    hosts.sort(key=lambda h: (h["site"], h["host"]))
+    states = {}
+    for host in hosts:
+        for model in host["models"]:
+            states[model["state"]] = states.get(model["state"], 0) + 1
+    failed = sum(1 for h in hosts if h["state"] == "FAILED")
+    return {"hosts": hosts,
+            "totals": {"hosts": len(hosts), "sites": len({h["site"] for h in hosts}),
+                       "ok": len(hosts) - failed, "failed": failed, "model_states": states}}
+
+
+class FilterModule:
+    def filters(self):
+        return {"fleet_report": fleet_report}
