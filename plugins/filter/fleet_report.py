@@ -83,6 +83,7 @@ def fleet_report(hostvars_list, alive):
             "site": str(hostvars.get("edgeml_site", "-")),
             "connectivity": str(hostvars.get("edgeml_connectivity", "-")),
             "state": _host_state(hostvars, alive),
+            "reachable": str(hostvars.get("inventory_hostname")) in alive,
             "runtime": {"onnxruntime": (runtime.get("onnxruntime") or {}).get("version"),
                         "service": (runtime.get("service") or {}).get("active"),
                         "arch": runtime.get("arch")},

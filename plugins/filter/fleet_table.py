@@ -63,7 +63,7 @@ def fleet_table(hostvars_list, alive):
         base = (host["site"], host["host"], host["connectivity"])
         if host["models"]:
             for model in host["models"]:
-                state = model["state"] if host["state"] != "FAILED" or model["failed"] else "FAILED"
+                state = model["state"] if host["reachable"] else "FAILED"
                 rows.append(base + (model["name"], _short(model.get("served") or model.get("digest")),
                                     state, model.get("health", "-"), _ms(model.get("p50_ms")),
                                     _ms(model.get("p95_ms"))))
