@@ -1,19 +1,56 @@
+from ansible_collections.edgeml.fleet.plugins.filter.fleet_report import fleet_report
 from ansible_collections.edgeml.fleet.plugins.filter.fleet_table import fleet_table
 
+DIGEST = "sha256:" + "ab" * 32
 
-def test_table_sorted_by_site_and_marks_failed_hosts():
-    hosts = [
-        {"inventory_hostname": "b1", "edgeml_site": "site-b", "edgeml_connectivity": "intermittent",
-         "edge_host_report": {"provisioned": True, "python": "3.11.2", "free_mb": 900}},
-        {"inventory_hostname": "a1", "edgeml_site": "site-a", "edgeml_connectivity": "connected",
-         "edge_host_report": {"provisioned": False, "python": "3.9.2", "free_mb": 10}},
-        {"inventory_hostname": "c1", "edgeml_site": "site-c", "edgeml_connectivity": "disconnected"},
-    ]
-    lines = fleet_table(hosts, ["a1", "b1"])
-    assert lines[0].split() == ["SITE", "HOST", "CONNECTIVITY", "STATE", "PYTHON", "FREE", "MiB"]
-    assert lines[1].split()[:4] == ["site-a", "a1", "connected", "checked"]
-    assert lines[2].split()[:4] == ["site-b", "b1", "intermittent", "provisioned"]
-    assert lines[3].split()[:4] == ["site-c", "c1", "disconnected", "FAILED"]
-    assert lines[-1] == "3 hosts in 3 sites, 2 ok, 1 failed"
+
+def model(name, state, failed=False, **extra):
+    return dict({"name": name, "ref": f"models/{name}:1", "digest": DIGEST, "served": DIGEST,
+                 "state": state, "health": "ok", "p50_ms": "1.5", "p95_ms": "None",
+                 "failed": failed, "message": "why" if failed else ""}, **extra)
+
+
+HOSTS = [
+    {"inventory_hostname": "b1", "edgeml_site": "site-b", "edgeml_connectivity": "intermittent",
+     "edge_host_report": {"provisioned": True, "python": "3.11.2", "free_mb": 900}},
+    {"inventory_hostname": "a1", "edgeml_site": "site-a", "edgeml_connectivity": "connected",
+     "model_deploy_report": [model("fraud", "deployed"), model("cnn", "rolled back", failed=True)]},
+    {"inventory_hostname": "a2", "edgeml_site": "site-a", "edgeml_connectivity": "connected",
+     "model_deploy_report": [model("fraud", "unchanged")]},
+    {"inventory_hostname": "c1", "edgeml_site": "site-c", "edgeml_connectivity": "disconnected",
+     "model_deploy_report": [model("fraud", "awaiting offline bundle")]},
+    {"inventory_hostname": "c2", "edgeml_site": "site-c", "edgeml_connectivity": "disconnected"},
+]
+
+
+def test_table_has_a_row_per_host_and_model_sorted_by_site():
+    lines = fleet_table(HOSTS, ["a1", "a2", "b1", "c1"])
+    assert lines[0].split()[:6] == ["SITE", "HOST", "CONNECTIVITY", "MODEL", "DIGEST", "STATE"]
+    rows = [line.split() for line in lines[1:7]]
+    assert [r[:2] for r in rows] == [["site-a", "a1"], ["site-a", "a1"], ["site-a", "a2"],
+                                     ["site-b", "b1"], ["site-c", "c1"], ["site-c", "c2"]]
+    assert rows[0][3:9] == ["fraud", "abababababab", "deployed", "ok", "1.50", "-"]
+    assert rows[1][3:6] == ["cnn", "abababababab", "rolled"]
+    assert rows[3][3:6] == ["-", "-", "provisioned"]
+    assert rows[5][5] == "not" or rows[5][5] == "FAILED"
+    assert lines[7].startswith("5 hosts in 3 sites, 3 ok, 2 failed; models: ")
+    assert lines[8] == "a1/cnn: why"
     # columns line up
-    assert len({line.index("CONNECTIVITY") if i == 0 else None for i, line in enumerate(lines[:1])}) == 1
+    starts = {line.index("abababababab") for line in lines[1:3]}
+    assert len(starts) == 1
+
+
+def test_unreachable_host_is_failed_and_report_counts_states():
+    report = fleet_report(HOSTS, ["a1", "b1", "c1"])
+    by_host = {h["host"]: h for h in report["hosts"]}
+    assert by_host["a2"]["state"] == "FAILED" and not by_host["a2"]["reachable"]
+    assert by_host["a1"]["state"] == "FAILED"  # a model failed
+    assert by_host["c1"]["state"] == "awaiting offline bundle"
+    assert by_host["b1"]["state"] == "provisioned" and by_host["b1"]["models"] == []
+    assert by_host["a1"]["models"][0]["p95_ms"] is None
+    assert by_host["a1"]["models"][1]["failed"] is True
+    assert report["totals"] == {"hosts": 5, "sites": 3, "ok": 2, "failed": 3,
+                                "model_states": {"deployed": 1, "rolled back": 1, "unchanged": 1,
+                                                 "awaiting offline bundle": 1}}
+    table = fleet_table(HOSTS, ["a1", "b1", "c1"])
+    assert [line.split()[5] for line in table[1:4]][2] == "FAILED"
