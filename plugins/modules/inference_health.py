@@ -20,6 +20,8 @@ description:
   - Fails with a message naming the check that failed and by how much; every figure is also
     returned, so a health gate can report it.
 author: edgeml.fleet developers (@edgeml)
+extends_documentation_fragment:
+  - edgeml.fleet.read_only
 options:
   url:
     description: Base URL of the server.
@@ -76,16 +78,6 @@ options:
   ca_path:
     description: CA bundle for the server's certificate.
     type: path
-attributes:
-  check_mode:
-    support: full
-    description: Reads only (inference requests change nothing); runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing, so there is nothing to diff.
-  idempotent:
-    support: full
-    description: Changes nothing.
 notes:
   - Runs on the edge host with only the Python standard library; by default it probes the local
     server.

@@ -15,6 +15,8 @@ description:
     (C(previous)) digests and sizes.
   - With O(verify=true), re-hashes every file of every version against its recorded digest.
 author: edgeml.fleet developers (@edgeml)
+extends_documentation_fragment:
+  - edgeml.fleet.read_only
 options:
   store_dir:
     description: The host model store.
@@ -27,16 +29,6 @@ options:
     description: Re-hash every file (reads every byte of the store).
     type: bool
     default: false
-attributes:
-  check_mode:
-    support: full
-    description: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing, so there is nothing to diff.
-  idempotent:
-    support: full
-    description: Changes nothing.
 seealso:
   - module: edgeml.fleet.model_sync
 """

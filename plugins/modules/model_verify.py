@@ -26,6 +26,8 @@ description:
   - Run it with the runtime's interpreter (the role M(edgeml.fleet.model_deploy) sets
     C(ansible_python_interpreter) to the venv of P(edgeml.fleet.inference_runtime#role)).
 author: edgeml.fleet developers (@edgeml)
+extends_documentation_fragment:
+  - edgeml.fleet.read_only
 requirements:
   - onnxruntime
   - numpy
@@ -76,16 +78,6 @@ options:
     type: list
     elements: str
     default: [auto]
-attributes:
-  check_mode:
-    support: full
-    description: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing, so there is nothing to diff.
-  idempotent:
-    support: full
-    description: Changes nothing.
 notes:
   - Requires onnxruntime and numpy on the interpreter that runs it; the edge host's runtime venv
     has both.
