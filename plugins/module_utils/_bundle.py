@@ -1,0 +1,479 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) edgeml.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Private to edgeml.fleet: the offline bundle.
+
+    <bundle>/manifest.json       what is inside: models and digests, platforms, files, creation
+    <bundle>/SHA256SUMS          every other file's sha256, in `sha256sum -c` format
+    <bundle>/SHA256SUMS.sig      `ssh-keygen -Y sign -n edgeml-bundle` signature of SHA256SUMS
+    <bundle>/images/             OCI image layout of the model images (blobs shared)
+    <bundle>/wheelhouse/ ...     the runtime's wheels per platform, the collection, playbooks
+
+A bundle may travel split into chunks (removable media):
+
+    <chunks>/bundle.tar.000 ...  one tar stream of the bundle directory, cut at a fixed size
+    <chunks>/CHUNKS.SHA256       each chunk's sha256 and the whole stream's (`bundle.tar`)
+
+Signing SHA256SUMS covers every file; chunk checksums catch a bad copy before anything is
+unpacked. Nothing here trusts a path read from a bundle: names are checked before use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+
+MANIFEST = "manifest.json"
+SUMS = "SHA256SUMS"
+SIGNATURE = "SHA256SUMS.sig"
+CHUNKS = "CHUNKS.SHA256"
+CHUNK_PREFIX = "bundle.tar."
+JOINED_MARK = ".edgeml-joined"
+NAMESPACE = "edgeml-bundle"
+FORMAT = "edgeml-bundle/1"
+IMAGES = "images"
+SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+BLOCK = 1 << 20
+
+
+class BundleError(Exception):
+    def __init__(self, msg):
+        super().__init__(msg)
+        self.msg = msg
+
+
+def parse_size(value):
+    """'700M', '4G', '1048576' -> bytes."""
+    match = SIZE_RE.match(str(value))
+    if not match:
+        raise BundleError(f"chunk size {value!r} is not a size like 700M, 4G or 1048576")
+    number = int(match.group(1)) << (10 * " KMGT".index(match.group(2).upper() or " "))
+    if number < 1024:
+        raise BundleError(f"chunk size {value!r} is too small (at least 1K)")
+    return number
+
+
+def safe_relpath(name, where):
+    """A relative path that stays inside its directory, or BundleError."""
+    norm = os.path.normpath(name)
+    if (not name or name.startswith("/") or norm.startswith("..") or norm == "."
+            or "\\" in name or "\x00" in name):
+        raise BundleError(f"{where}: unsafe path {name!r} (absolute, or leaving the bundle)")
+    return norm
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def list_files(root):
+    """Relative paths of the bundle's files (not SHA256SUMS, its signature, the join mark).
+
+    A bundle holds regular files and directories only: a symlink or device is refused.
+    """
+    found = []
+    for dirpath, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in dirs + files:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            if os.path.islink(path) or not (os.path.isdir(path) or os.path.isfile(path)):
+                raise BundleError(f"{path}: a bundle holds only files and directories; this is "
+                                  "a link or a special file")
+            if name in files and rel not in (SUMS, SIGNATURE, JOINED_MARK):
+                found.append(rel)
+    return sorted(found)
+
+
+def hash_files(root, skip=()):
+    """{relpath: (sha256, size)} for every file of the bundle but those in skip."""
+    return {rel: (sha256_file(os.path.join(root, rel)), os.path.getsize(os.path.join(root, rel)))
+            for rel in list_files(root) if rel not in skip}
+
+
+def write_if_changed(path, text):
+    """Write text to path atomically unless it already holds it; True if written."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == text:
+                return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(path + ".tmp", path)
+    return True
+
+
+def write_sums(root, entries):
+    """Write SHA256SUMS for {relpath: (sha256, size)}; True if it changed."""
+    return write_if_changed(os.path.join(root, SUMS), "".join(
+        f"{digest}  {rel}\n" for rel, (digest, _size) in sorted(entries.items())))
+
+
+def read_sums(path):
+    """{relpath: sha256} from a SHA256SUMS-format file; BundleError naming a bad line."""
+    entries = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: cannot read the checksum list: {exc}")
+    for number, line in enumerate(lines, 1):
+        match = SUM_LINE.match(line)
+        if not match:
+            raise BundleError(f"{path} line {number}: not '<sha256>  <file>': {line[:80]!r}")
+        rel = safe_relpath(match.group(2), f"{path} line {number}")
+        if rel in entries:
+            raise BundleError(f"{path} line {number}: {rel} is listed twice")
+        entries[rel] = match.group(1)
+    return entries
+
+
+def check_sums(root, progress=None):
+    """Check every file against SHA256SUMS; no file missing, altered or unlisted.
+
+    Returns (files, bytes). The error names the first bad file.
+    """
+    sums_path = os.path.join(root, SUMS)
+    if not os.path.isfile(sums_path):
+        raise BundleError(f"{root} has no {SUMS}: not a sealed bundle (or a truncated copy)")
+    listed = read_sums(sums_path)
+    present = list_files(root)
+    unlisted = sorted(set(present) - set(listed))
+    if unlisted:
+        raise BundleError(f"{os.path.join(root, unlisted[0])}: not in {SUMS} (a file was added "
+                          f"to the bundle after it was sealed; {len(unlisted)} in all)")
+    total = 0
+    for rel, want in listed.items():
+        path = os.path.join(root, rel)
+        if not os.path.isfile(path):
+            raise BundleError(f"{path}: missing (listed in {SUMS}); the bundle is incomplete")
+        got = sha256_file(path)
+        if got != want:
+            raise BundleError(f"{path}: checksum mismatch (sha256 {got}, {SUMS} says {want}); "
+                              "the file was altered or damaged in transit")
+        total += os.path.getsize(path)
+        if progress:
+            progress(rel)
+    return len(listed), total
+
+
+def read_manifest(root):
+    path = os.path.join(root, MANIFEST)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{path}: cannot read the bundle manifest: {exc}")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{path}: not an edgeml bundle manifest (format {FORMAT} expected)")
+    return manifest
+
+
+def _load_blob(layout, descriptor, where, omitted):
+    """Check one descriptor's blob (present, right size); return its bytes if it is JSON-sized."""
+    digest = descriptor.get("digest", "")
+    if not re.match(r"^sha256:[0-9a-f]{64}$", digest):
+        raise BundleError(f"{where}: bad digest {digest!r}")
+    path = os.path.join(layout, "blobs", "sha256", digest[7:])
+    if not os.path.isfile(path):
+        if digest in omitted:
+            return None
+        raise BundleError(f"{path}: missing blob {digest} ({where})")
+    if descriptor.get("size") is not None and os.path.getsize(path) != descriptor["size"]:
+        raise BundleError(f"{path}: {os.path.getsize(path)} bytes, {where} says "
+                          f"{descriptor['size']}")
+    return path
+
+
+def check_layout(layout, omitted=(), verify_digests=True):
+    """Check an OCI image layout: every image reachable from index.json has all its blobs.
+
+    omitted: digests left out on purpose: blobs a delta bundle's site already has, manifests of
+    platforms no target site has.
+    Returns {ref name or digest: manifest digest}.
+    """
+    omitted = set(omitted)
+    marker = os.path.join(layout, "oci-layout")
+    try:
+        with open(marker, encoding="utf-8") as handle:
+            version = json.load(handle).get("imageLayoutVersion")
+        with open(os.path.join(layout, "index.json"), encoding="utf-8") as handle:
+            index = json.load(handle)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise BundleError(f"{layout}: not a readable OCI image layout: {exc}")
+    if version != "1.0.0":
+        raise BundleError(f"{marker}: imageLayoutVersion {version!r}, expected '1.0.0'")
+    images = {}
+    pending = [(d, "index.json") for d in index.get("manifests") or []]
+    while pending:
+        descriptor, where = pending.pop()
+        path = _load_blob(layout, descriptor, where, omitted)
+        if path is None:  # a platform the bundle leaves out on purpose
+            continue
+        if verify_digests and "sha256:" + sha256_file(path) != descriptor["digest"]:
+            raise BundleError(f"{path}: content does not hash to its name {descriptor['digest']}")
+        try:
+            with open(path, "rb") as handle:
+                doc = json.loads(handle.read())
+        except ValueError:
+            raise BundleError(f"{path}: manifest {descriptor['digest']} is not JSON")
+        name = (descriptor.get("annotations") or {}).get("org.opencontainers.image.ref.name")
+        if name:
+            images[name] = descriptor["digest"]
+        label = f"manifest {descriptor['digest'][:19]}…"
+        if "manifests" in doc:  # an image index: its platform manifests
+            pending.extend((d, label) for d in doc["manifests"])
+            continue
+        if not isinstance(doc.get("config"), dict) or not isinstance(doc.get("layers"), list):
+            raise BundleError(f"{path}: {label} has no config or layers")
+        for blob in [doc["config"]] + doc["layers"]:
+            blob_path = _load_blob(layout, blob, label, omitted)
+            if blob_path and verify_digests and "sha256:" + sha256_file(blob_path) != blob["digest"]:
+                raise BundleError(f"{blob_path}: content does not hash to its name {blob['digest']}")
+    return images
+
+
+# --- chunks ------------------------------------------------------------------------------------
+
+class _ChunkWriter:
+    """A write-only file that rolls over to a new chunk file every `size` bytes."""
+
+    def __init__(self, directory, size):
+        self.directory, self.size = directory, size
+        self.chunks = []  # (name, sha256, size)
+        self.whole = hashlib.sha256()
+        self._handle = None
+
+    def _roll(self):
+        self._close_chunk()
+        name = f"{CHUNK_PREFIX}{len(self.chunks):03d}"
+        self._handle = open(os.path.join(self.directory, name), "wb")  # pylint: disable=consider-using-with
+        self._name, self._hash, self._written = name, hashlib.sha256(), 0
+
+    def _close_chunk(self):
+        if self._handle:
+            self._handle.close()
+            self.chunks.append((self._name, self._hash.hexdigest(), self._written))
+            self._handle = None
+
+    def write(self, data):
+        view = memoryview(data)
+        while view:
+            if self._handle is None or self._written == self.size:
+                self._roll()
+            part = view[:self.size - self._written]
+            self._handle.write(part)
+            self._hash.update(part)
+            self.whole.update(part)
+            self._written += len(part)
+            view = view[len(part):]
+        return len(data)
+
+    def close(self):
+        self._close_chunk()
+
+
+def split(root, out_dir, chunk_size):
+    """Cut the bundle directory into chunk files with a CHUNKS.SHA256 list; returns the chunks."""
+    os.makedirs(out_dir, exist_ok=True)
+    for name in os.listdir(out_dir):  # a previous, maybe interrupted, split
+        if name.startswith(CHUNK_PREFIX) or name == CHUNKS:
+            os.unlink(os.path.join(out_dir, name))
+    writer = _ChunkWriter(out_dir, chunk_size)
+    with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for rel in [SUMS, SIGNATURE] + list_files(root):
+            path = os.path.join(root, rel)
+            if not os.path.exists(path):
+                continue
+            info = tar.gettarinfo(path, arcname=rel)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            with open(path, "rb") as handle:
+                tar.addfile(info, handle)
+    writer.close()
+    lines = [f"{digest}  {name}\n" for name, digest, _size in writer.chunks]
+    lines.append(f"{writer.whole.hexdigest()}  bundle.tar\n")
+    with open(os.path.join(out_dir, CHUNKS), "w", encoding="utf-8") as handle:
+        handle.writelines(lines)
+    return [{"file": name, "sha256": digest, "size": size} for name, digest, size in writer.chunks]
+
+
+def is_chunk_set(path):
+    return os.path.isfile(os.path.join(path, CHUNKS))
+
+
+class _ChunkReader:
+    """Read the chunks in order as one stream, checking each chunk and the whole as it goes."""
+
+    def __init__(self, directory, chunks, whole):
+        self.directory, self.chunks, self.whole = directory, chunks, whole
+        self._index, self._handle, self._hash = -1, None, None
+        self._all = hashlib.sha256()
+
+    def _next(self):
+        if self._handle:
+            self._handle.close()
+            name, want = self.chunks[self._index]
+            if self._hash.hexdigest() != want:
+                raise BundleError(f"{os.path.join(self.directory, name)}: checksum mismatch; "
+                                  "copy this chunk again from the medium")
+        self._index += 1
+        if self._index == len(self.chunks):
+            self._handle = None
+            return False
+        self._handle = open(os.path.join(self.directory, self.chunks[self._index][0]), "rb")  # pylint: disable=consider-using-with
+        self._hash = hashlib.sha256()
+        return True
+
+    def read(self, size=BLOCK):
+        while True:
+            if self._handle is None and (self._index >= len(self.chunks) or not self._next()):
+                return b""
+            data = self._handle.read(size)
+            if data:
+                self._hash.update(data)
+                self._all.update(data)
+                return data
+            if not self._next():
+                return b""
+
+    def finish(self):
+        while self.read():  # anything tar did not read (end-of-archive padding)
+            pass
+        if self._all.hexdigest() != self.whole:
+            raise BundleError(f"{self.directory}: the chunks joined do not give the bundle "
+                              f"{CHUNKS} names (sha256 {self.whole}); a chunk is from another "
+                              "bundle or out of order")
+
+
+def read_chunk_list(directory):
+    listed = read_sums(os.path.join(directory, CHUNKS))
+    whole = listed.pop("bundle.tar", None)
+    names = sorted(listed)
+    if not whole or not names:
+        raise BundleError(f"{os.path.join(directory, CHUNKS)}: lists no chunks or no whole-stream "
+                          "checksum (bundle.tar)")
+    for name in names:
+        if not re.match(r"^bundle\.tar\.\d{3,}$", name):
+            raise BundleError(f"{os.path.join(directory, CHUNKS)}: {name!r} is not a chunk name")
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            raise BundleError(f"{path}: missing chunk ({len(names)} listed in {CHUNKS}); copy it "
+                              "from its medium")
+    return [(name, listed[name]) for name in names], whole
+
+
+def check_chunks(directory):
+    """Hash every chunk against CHUNKS.SHA256 (before anything is unpacked)."""
+    chunks, whole = read_chunk_list(directory)
+    stream = hashlib.sha256()
+    for name, want in chunks:
+        path = os.path.join(directory, name)
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda h=handle: h.read(BLOCK), b""):
+                digest.update(block)
+                stream.update(block)
+        if digest.hexdigest() != want:
+            raise BundleError(f"{path}: checksum mismatch; copy this chunk again from the medium")
+    if stream.hexdigest() != whole:
+        raise BundleError(f"{directory}: the chunks joined do not match {CHUNKS}'s bundle.tar "
+                          "checksum; a chunk is from another bundle")
+    return chunks, whole
+
+
+def joined_from(dest, whole):
+    """dest is this chunk set, reassembled earlier."""
+    try:
+        with open(os.path.join(dest, JOINED_MARK), encoding="utf-8") as handle:
+            return handle.read().strip() == whole
+    except OSError:
+        return False
+
+
+def join(directory, dest):
+    """Reassemble a chunk set into the bundle directory dest. Returns False if already done.
+
+    Only regular files and directories with safe names are unpacked; dest appears by rename,
+    complete, so an interrupted join leaves nothing that looks like a bundle.
+    """
+    chunks, whole = check_chunks(directory)
+    if joined_from(dest, whole):
+        return False
+    staging = dest.rstrip("/") + ".joining"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    reader = _ChunkReader(directory, chunks, whole)
+    with tarfile.open(fileobj=reader, mode="r|") as tar:
+        for member in tar:
+            rel = safe_relpath(member.name, f"{directory} (chunk stream)")
+            target = os.path.join(staging, rel)
+            if member.isdir():
+                os.makedirs(target, mode=0o755, exist_ok=True)
+            elif member.isfile():
+                os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+                with open(target, "wb") as out:
+                    shutil.copyfileobj(tar.extractfile(member), out, BLOCK)
+                os.chmod(target, 0o755 if member.mode & 0o100 else 0o644)
+            else:
+                raise BundleError(f"{directory}: the chunk stream holds {member.name!r}, which "
+                                  "is not a regular file or directory; refused")
+    reader.finish()
+    with open(os.path.join(staging, JOINED_MARK), "w", encoding="utf-8") as handle:
+        handle.write(whole + "\n")
+    if os.path.exists(dest):
+        shutil.rmtree(dest)
+    os.rename(staging, dest)
+    return True
+
+
+# --- signatures (ssh-keygen -Y: a tool every technician's machine already has) ------------------
+
+def sign(run, root, key):
+    """Sign SHA256SUMS with the SSH private key; run is AnsibleModule.run_command."""
+    sig = os.path.join(root, SIGNATURE)
+    if os.path.exists(sig):
+        os.unlink(sig)
+    rc, _out, err = run(["ssh-keygen", "-q", "-Y", "sign", "-f", key, "-n", NAMESPACE,
+                         os.path.join(root, SUMS)])
+    if rc != 0:
+        raise BundleError(f"signing {os.path.join(root, SUMS)} with {key} failed: {err.strip()}")
+    return sig
+
+
+def verify_signature(run, root, allowed_signers):
+    """Check SHA256SUMS.sig against an allowed-signers file; returns the signer's principal."""
+    sig, sums = os.path.join(root, SIGNATURE), os.path.join(root, SUMS)
+    if not os.path.isfile(sig):
+        raise BundleError(f"{sig}: missing: the bundle is unsigned. Refused (set "
+                          "require_signature=false only for a bundle you built yourself)")
+    if not os.path.isfile(allowed_signers):
+        raise BundleError(f"{allowed_signers}: no allowed-signers file, so the signature cannot "
+                          "be checked; get it from your fleet's operators (not from the bundle)")
+    rc, out, err = run(["ssh-keygen", "-Y", "find-principals", "-s", sig, "-f", allowed_signers])
+    principals = out.split()
+    if rc != 0 or not principals:
+        raise BundleError(f"{sig}: not made by a key in {allowed_signers}: "
+                          f"{(err or out).strip() or 'no principal matches'}")
+    with open(sums, "rb") as handle:
+        data = handle.read()
+    rc, out, err = run(["ssh-keygen", "-Y", "verify", "-f", allowed_signers, "-I", principals[0],
+                        "-n", NAMESPACE, "-s", sig], data=data, binary_data=True)
+    if rc != 0:
+        raise BundleError(f"{sig}: the signature does not match {sums} "
+                          f"({(err or out).strip()}); the checksum list was altered")
+    return principals[0]

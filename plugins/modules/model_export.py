@@ -1,0 +1,291 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) edgeml.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: model_export
+short_description: Copy model images from a registry into an OCI image layout (offline bundle)
+version_added: 0.2.0
+description:
+  - Writes the model images named in O(models) into the OCI image layout at O(dest), the
+    C(images/) directory of an offline bundle. Manifests are kept byte for byte, so a host that
+    syncs from the layout (V(oci-layout:DIR) endpoint of M(edgeml.fleet.model_sync)) gets the
+    same digests it would get from the registry.
+  - Blobs are shared between images and stored once. Each image is named in C(index.json) by
+    the C(org.opencontainers.image.ref.name) annotation V(REPOSITORY:TAG), so
+    C(skopeo inspect oci:DIR:REPOSITORY:TAG) and C(oras) read it too.
+  - For an image index only the manifests of O(platforms) are copied.
+  - O(exclude_blobs) makes a B(delta) layout, without the blobs a site already has.
+  - The layout holds exactly the images of O(models); blobs of images dropped since an earlier
+    run are removed. Blobs already in the layout with the right size are not fetched again.
+  - "Run on the controller (C(delegate_to: localhost)); playbook C(edgeml.fleet.build_bundle)
+    uses it."
+author: edgeml.fleet developers (@edgeml)
+extends_documentation_fragment:
+  - edgeml.fleet.registry
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would be copied and changes nothing.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    description: A second run with the same models fetches and changes nothing.
+options:
+  registry:
+    description: Registry to copy from, V(https://HOST[:PORT]) as the controller reaches it.
+    type: str
+    required: true
+  models:
+    description: The models, as in C(edgeml_models).
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Model name.
+        type: str
+        required: true
+      ref:
+        description: V(REPOSITORY:TAG) or V(REPOSITORY@DIGEST).
+        type: str
+        required: true
+      digest:
+        description: The manifest digest the tag was resolved to; the copy must match it.
+        type: str
+  dest:
+    description: The OCI image layout directory (created when missing).
+    type: path
+    required: true
+  platforms:
+    description: Architectures (V(x86_64), V(aarch64)) whose manifests are copied from an image index.
+    type: list
+    elements: str
+    default: [x86_64]
+  exclude_blobs:
+    description:
+      - Blob digests to leave out (a delta bundle for a site that has them). Manifests and
+        configs are always included.
+    type: list
+    elements: str
+    default: []
+seealso:
+  - module: edgeml.fleet.bundle_seal
+  - module: edgeml.fleet.bundle_verify
+  - module: edgeml.fleet.model_sync
+"""
+
+EXAMPLES = r"""
+- name: Copy the fleet's models into the bundle
+  delegate_to: localhost
+  edgeml.fleet.model_export:
+    registry: https://registry.example.com
+    username: "{{ edgeml_registry_username }}"
+    password: "{{ edgeml_registry_password }}"
+    models: "{{ edgeml_models }}"
+    dest: /srv/bundles/ship-2026-11/images
+    platforms: [x86_64, aarch64]
+"""
+
+RETURN = r"""
+images:
+  description: One entry per model image copied.
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - name: fraud-detector
+      ref: models/fraud-detector:1.0
+      digest: sha256:458cf12a0d2f46f58ace88450fc928105fe5db4d0198a288c452169c788849b8
+      size: 36128
+      blobs: 3
+omitted:
+  description: Digests deliberately not in the layout (excluded blobs, other platforms' manifests).
+  returned: success
+  type: list
+  elements: str
+bytes_fetched:
+  description: Bytes downloaded from the registry in this run.
+  returned: success
+  type: int
+bytes_reused:
+  description: Bytes already in the layout.
+  returned: success
+  type: int
+"""
+
+import json
+import os
+
+from ansible_collections.edgeml.fleet.plugins.module_utils._common import RegistryModule
+from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
+    INDEX_TYPES, REF_NAME, MACHINE_TO_OCI, OCIError, download_blob, parse_manifest, parse_ref)
+
+LAYOUT_MARKER = {"imageLayoutVersion": "1.0.0"}
+
+
+class Layout:
+    """The OCI image layout being written."""
+
+    def __init__(self, root, check_mode):
+        self.root, self.check_mode = root, check_mode
+        self.blob_dir = os.path.join(root, "blobs", "sha256")
+        self.fetched = self.reused = 0
+        self.changed = False
+        self.keep = set()  # every blob the layout must hold
+
+    def path(self, digest):
+        return os.path.join(self.blob_dir, digest.split(":", 1)[1])
+
+    def has(self, digest, size=None):
+        path = self.path(digest)
+        return os.path.isfile(path) and (size is None or os.path.getsize(path) == size)
+
+    def put_bytes(self, digest, body):
+        self.keep.add(digest)
+        if self.has(digest, len(body)):
+            return
+        self.changed = True
+        if not self.check_mode:
+            with open(self.path(digest) + ".tmp", "wb") as handle:
+                handle.write(body)
+            os.replace(self.path(digest) + ".tmp", self.path(digest))
+
+    def fetch(self, client, repo, descriptor, retries):
+        digest, size = descriptor["digest"], descriptor.get("size")
+        self.keep.add(digest)
+        if self.has(digest, size):
+            self.reused += size or 0
+            return
+        self.changed = True
+        if self.check_mode:
+            self.fetched += size or 0
+            return
+        self.fetched += download_blob(client, repo, digest, self.path(digest), size, retries)
+
+    def write_index(self, entries):
+        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                 "manifests": entries}
+        for name, doc in (("oci-layout", LAYOUT_MARKER), ("index.json", index)):
+            body = json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
+            path = os.path.join(self.root, name)
+            try:
+                with open(path, "rb") as handle:
+                    if handle.read() == body:
+                        continue
+            except OSError:
+                pass
+            self.changed = True
+            if not self.check_mode:
+                with open(path + ".tmp", "wb") as handle:
+                    handle.write(body)
+                os.replace(path + ".tmp", path)
+
+    def prune(self):
+        """Remove blobs no image of this layout uses (left from an earlier run)."""
+        if not os.path.isdir(self.blob_dir):
+            return
+        for name in os.listdir(self.blob_dir):
+            if "sha256:" + name not in self.keep:
+                self.changed = True
+                if not self.check_mode:
+                    os.unlink(os.path.join(self.blob_dir, name))
+
+
+def wanted_architectures(platforms):
+    return {MACHINE_TO_OCI.get(p.lower(), (p.lower(), None))[0] for p in platforms}
+
+
+def export_image(layout, client, model, params, omitted):
+    """Copy one image (manifest or index and its platform manifests) and its blobs."""
+    repo, tag, ref_digest = parse_ref(model["ref"])
+    pinned = model.get("digest") or ref_digest
+    body, media_type, digest = client.get_manifest(repo, pinned or tag)
+    where = f"{client.name} {repo}@{digest}"
+    if pinned and digest != pinned:
+        raise OCIError(f"{where}: the registry serves {digest}, but {model['name']} is pinned to "
+                       f"{pinned}; resolve the tag again")
+    doc, media_type = parse_manifest(body, media_type, where)
+    layout.put_bytes(digest, body)
+    manifests = [doc]
+    if media_type in INDEX_TYPES:
+        archs = wanted_architectures(params["platforms"])
+        manifests = []
+        for entry in doc.get("manifests") or []:
+            arch = (entry.get("platform") or {}).get("architecture")
+            if arch and arch not in archs:
+                omitted.add(entry["digest"])
+                continue
+            child_body, child_type, child = client.get_manifest(repo, entry["digest"])
+            if child != entry["digest"]:
+                raise OCIError(f"{where}: manifest {entry['digest']} hashes to {child}")
+            child_doc, _child_type = parse_manifest(child_body, child_type, where)
+            layout.put_bytes(child, child_body)
+            manifests.append(child_doc)
+        if not manifests:
+            raise OCIError(f"{where} has no image for {', '.join(params['platforms'])}")
+    size, blobs = len(body), 0
+    for manifest in manifests:
+        layout.fetch(client, repo, manifest["config"], params["retries"])
+        for layer in manifest.get("layers") or []:
+            size += layer.get("size", 0)
+            blobs += 1
+            if layer["digest"] in params["exclude_blobs"]:
+                omitted.add(layer["digest"])
+                continue
+            layout.fetch(client, repo, layer, params["retries"])
+    entry = {"mediaType": media_type, "digest": digest, "size": len(body),
+             "annotations": {REF_NAME: f"{repo}:{tag}" if tag else repo,
+                             "io.edgeml.model": model["name"]}}
+    return entry, {"name": model["name"], "ref": model["ref"], "digest": digest, "size": size,
+                   "blobs": blobs}
+
+
+def main():
+    module = RegistryModule(
+        argument_spec={
+            "registry": {"type": "str", "required": True},
+            "models": {"type": "list", "elements": "dict", "required": True, "options": {
+                "name": {"type": "str", "required": True},
+                "ref": {"type": "str", "required": True},
+                "digest": {"type": "str"},
+            }},
+            "dest": {"type": "path", "required": True},
+            "platforms": {"type": "list", "elements": "str", "default": ["x86_64"]},
+            "exclude_blobs": {"type": "list", "elements": "str", "default": []},
+        },
+        endpoints=False,
+        supports_check_mode=True,
+    )
+    params = module.params
+    layout = Layout(params["dest"], module.check_mode)
+    result = {"changed": False, "images": [], "omitted": []}
+    omitted = set()
+    try:
+        if not module.check_mode:
+            os.makedirs(layout.blob_dir, exist_ok=True)
+        client = module.clients()[0]
+        entries = []
+        for model in params["models"]:
+            entry, image = export_image(layout, client, model, params, omitted)
+            entries.append(entry)
+            result["images"].append(image)
+        entries.sort(key=lambda e: e["annotations"][REF_NAME])
+        layout.write_index(entries)
+        layout.prune()
+    except OCIError as exc:
+        module.fail_from(exc, **result)
+    except OSError as exc:
+        module.fail_json(msg=f"cannot write the layout at {params['dest']}: {exc}", **result)
+    result.update(changed=layout.changed, omitted=sorted(omitted), bytes_fetched=layout.fetched,
+                  bytes_reused=layout.reused)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
