@@ -7,7 +7,22 @@ import sys
 import docker
 
 from . import containers, engine, image, models, pki, publish
-from .topology import (CORE_REGISTRY, HOSTS, LABEL, REGISTRIES, STATE)
+from .topology import (CORE_REGISTRY, EXTRAS, HOSTS, LABEL, REGISTRIES, STATE)
+
+
+def up_extra(name):
+    """Add a test's extra hosts to a running lab (after `up`)."""
+    extra = EXTRAS[name]
+    client = engine.ensure_engine()
+    tag = image.ensure_image(client)
+    ca_cert = pki.ensure_ca()
+    for cert in extra["certs"]:
+        pki.ensure_server_cert(cert, [cert])
+    ssh_pub = pki.ensure_ssh_key().with_suffix(".pub").read_bytes()
+    containers.ensure_networks(client, extra["networks"])
+    started = [host.name for host in extra["hosts"]
+               if containers.ensure_host(client, tag, host, ca_cert, ssh_pub)[1]]
+    print(f"lab: {name} extras up ({len(extra['hosts'])} hosts, {len(started)} started now)")
 
 
 def up():
@@ -18,6 +33,7 @@ def up():
         pki.ensure_server_cert(registry.name, [registry.name])
     password = pki.ensure_registry_password()
     ssh_pub = pki.ensure_ssh_key().with_suffix(".pub").read_bytes()
+    pki.ensure_bundle_signing_key()
     containers.ensure_networks(client)
     containers.ensure_registry(client, tag, CORE_REGISTRY, password)
     for registry in REGISTRIES[1:]:
@@ -62,14 +78,22 @@ def status():
             client.containers.list(all=True, filters={"label": f"{LABEL}=true"})]
     for name, state in sorted(rows):
         print(f"{name:16} {state}")
-    return 0 if len(rows) == len(HOSTS) + len(REGISTRIES) else 1
+    names = {name for name, state in rows if state == "running"}
+    wanted = {h.name for h in HOSTS} | {r.name for r in REGISTRIES}
+    return 0 if wanted <= names else 1
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("--with", dest="extras", action="append", default=[], choices=sorted(EXTRAS),
+                        help="also start these extra hosts (after the lab itself)")
     args = parser.parse_args(argv)
-    return {"up": up, "down": down, "status": status}[args.command]() or 0
+    result = {"up": up, "down": down, "status": status}[args.command]() or 0
+    if args.command == "up":
+        for name in args.extras:
+            up_extra(name)
+    return result
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ SYSTEMD_OPTIONS = {
 CA_IN_HOST = "/usr/local/share/ca-certificates/edgeml-lab-ca.crt"
 
 
-def ensure_networks(client):
-    for name, opts in NETWORKS.items():
+def ensure_networks(client, networks=None):
+    for name, opts in (networks or NETWORKS).items():
         if not client.networks.list(names=[name]):
             client.networks.create(name, driver="bridge", internal=opts["internal"],
                                    labels={LABEL: "true"})

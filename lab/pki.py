@@ -105,3 +105,24 @@ def ensure_ssh_key():
                                                serialization.PublicFormat.OpenSSH)
         key_path.with_suffix(".pub").write_bytes(public + b" edgeml-lab\n")
     return key_path
+
+
+def ensure_bundle_signing_key():
+    """The key that signs the lab's offline bundles, and the allowed-signers file that trusts it.
+
+    A real fleet keeps the private key on its build controller and gives technicians (or bakes
+    into host images) only the allowed-signers line.
+    """
+    key_path = STATE / "bundle" / "signing_key"
+    if not key_path.exists():
+        key_path.parent.mkdir(parents=True, exist_ok=True)
+        key_path.parent.chmod(0o700)
+        key = ed25519.Ed25519PrivateKey.generate()
+        _write_private(key_path, key.private_bytes(serialization.Encoding.PEM,
+                                                   serialization.PrivateFormat.OpenSSH,
+                                                   serialization.NoEncryption()))
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                               serialization.PublicFormat.OpenSSH).decode()
+        key_path.with_suffix(".pub").write_text(public + " edgeml-lab-bundles\n")
+        (key_path.parent / "allowed_signers").write_text(f"bundles@edgeml-lab {public}\n")
+    return key_path

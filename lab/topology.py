@@ -56,5 +56,19 @@ REGISTRIES = (CORE_REGISTRY, SITE_B_MIRROR)
 
 NETWORKS = {CORE_NET: {"internal": False}, SITE_B_NET: {"internal": True}}
 
+# Extra hosts some tests add (`python -m lab up --with NAME`); `lab down` removes them too.
+# mirror: an intermittent site of its own whose gateway runs role registry_mirror, so the
+# molecule scenario `mirror` starts from an empty cache and hosts that have pulled nothing.
+SITE_M_NET = "edgeml-site-m"
+EXTRAS = {
+    "mirror": {
+        "networks": {SITE_M_NET: {"internal": True}},
+        "hosts": (Host("gw-m", "site-m", (CORE_NET, SITE_M_NET)),
+                  Host("edge-m1", "site-m", (SITE_M_NET,)),
+                  Host("edge-m2", "site-m", (SITE_M_NET,))),
+        "certs": ("gw-m",),
+    },
+}
+
 # The address the controller (this machine) uses for the core registry.
 CONTROLLER_REGISTRY = f"127.0.0.1:{REGISTRY_PORT}"

@@ -16,6 +16,10 @@ description:
     health and latency - plus totals. The summary playbook writes it as JSON for operators and
     automation controllers.
   - A host missing from O(alive) (it failed or was unreachable) has state C(FAILED).
+  - A host at a disconnected site with a result report carried home from its offline bootstrap
+    (C(edgeml_offline_report), which the summary playbook reads from C(edgeml_results_dir)) is
+    described by that report, with its time in C(reported_at), unless this run reached and
+    deployed it.
 options:
   _input:
     description: Host variables of every targeted host.
@@ -73,21 +77,44 @@ def _model(entry):
     return out
 
 
+def _carried(hostvars, alive):
+    """The result report carried home from a disconnected site, when it says more than the run.
+
+    A host the run reached and deployed or audited speaks for itself; one it could not reach,
+    or could only mark as awaiting its bundle, is described by its last carried report.
+    """
+    carried = hostvars.get("edgeml_offline_report")
+    if not isinstance(carried, dict) or not carried.get("models"):
+        return None
+    own = hostvars.get("model_deploy_report") or []
+    if hostvars.get("inventory_hostname") in alive and own and \
+            any(m.get("state") != "awaiting offline bundle" for m in own):
+        return None
+    return carried
+
+
 def fleet_report(hostvars_list, alive):
     alive = set(alive)
     hosts = []
     for hostvars in hostvars_list:
-        runtime = hostvars.get("edgeml_runtime") or {}
+        carried = _carried(hostvars, alive)
+        runtime = (carried or hostvars).get("edgeml_runtime" if not carried else "runtime") or {}
+        models = [_model(m) for m in (carried or hostvars).get(
+            "models" if carried else "model_deploy_report") or []]
+        state = _host_state(hostvars, alive)
+        if carried:
+            state = "FAILED" if any(m["failed"] for m in models) else "ok"
         hosts.append({
             "host": str(hostvars.get("inventory_hostname")),
             "site": str(hostvars.get("edgeml_site", "-")),
             "connectivity": str(hostvars.get("edgeml_connectivity", "-")),
-            "state": _host_state(hostvars, alive),
+            "state": state,
             "reachable": str(hostvars.get("inventory_hostname")) in alive,
+            "reported_at": carried.get("reported_at") if carried else None,
             "runtime": {"onnxruntime": (runtime.get("onnxruntime") or {}).get("version"),
                         "service": (runtime.get("service") or {}).get("active"),
                         "arch": runtime.get("arch")},
-            "models": [_model(m) for m in hostvars.get("model_deploy_report") or []],
+            "models": models,
         })
     hosts.sort(key=lambda h: (h["site"], h["host"]))
     states = {}

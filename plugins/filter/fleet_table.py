@@ -64,6 +64,8 @@ def fleet_table(hostvars_list, alive):
         if host["models"]:
             for model in host["models"]:
                 state = model["state"] if host["reachable"] else "FAILED"
+                if host.get("reported_at"):
+                    state = f"{model['state']} (reported {host['reported_at']})"
                 rows.append(base + (model["name"], _short(model.get("served") or model.get("digest")),
                                     state, model.get("health", "-"), _ms(model.get("p50_ms")),
                                     _ms(model.get("p95_ms"))))

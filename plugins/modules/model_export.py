@@ -42,22 +42,13 @@ options:
     type: str
     required: true
   models:
-    description: The models, as in C(edgeml_models).
+    description:
+      - The models, as in C(edgeml_models) - each a dict with C(name), C(ref)
+        (V(REPOSITORY:TAG) or V(REPOSITORY@DIGEST)) and optionally C(digest), the manifest
+        digest the tag was resolved to, which the copy must match. Other keys are ignored.
     type: list
     elements: dict
     required: true
-    suboptions:
-      name:
-        description: Model name.
-        type: str
-        required: true
-      ref:
-        description: V(REPOSITORY:TAG) or V(REPOSITORY@DIGEST).
-        type: str
-        required: true
-      digest:
-        description: The manifest digest the tag was resolved to; the copy must match it.
-        type: str
   dest:
     description: The OCI image layout directory (created when missing).
     type: path
@@ -67,6 +58,13 @@ options:
     type: list
     elements: str
     default: [x86_64]
+  prune:
+    description:
+      - Make the layout hold exactly the images of O(models), removing others and their blobs.
+        With V(false), images already in the layout are kept (to add models one at a time, for
+        progress, then prune once with all of them).
+    type: bool
+    default: true
   exclude_blobs:
     description:
       - Blob digests to leave out (a delta bundle for a site that has them). Manifests and
@@ -168,6 +166,13 @@ class Layout:
             return
         self.fetched += download_blob(client, repo, digest, self.path(digest), size, retries)
 
+    def existing_entries(self):
+        try:
+            with open(os.path.join(self.root, "index.json"), encoding="utf-8") as handle:
+                return json.load(handle).get("manifests") or []
+        except (OSError, ValueError, AttributeError):
+            return []
+
     def write_index(self, entries):
         index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                  "manifests": entries}
@@ -250,14 +255,11 @@ def main():
     module = RegistryModule(
         argument_spec={
             "registry": {"type": "str", "required": True},
-            "models": {"type": "list", "elements": "dict", "required": True, "options": {
-                "name": {"type": "str", "required": True},
-                "ref": {"type": "str", "required": True},
-                "digest": {"type": "str"},
-            }},
+            "models": {"type": "list", "elements": "dict", "required": True},
             "dest": {"type": "path", "required": True},
             "platforms": {"type": "list", "elements": "str", "default": ["x86_64"]},
             "exclude_blobs": {"type": "list", "elements": "str", "default": []},
+            "prune": {"type": "bool", "default": True},
         },
         endpoints=False,
         supports_check_mode=True,
@@ -269,15 +271,23 @@ def main():
     try:
         if not module.check_mode:
             os.makedirs(layout.blob_dir, exist_ok=True)
+        for number, model in enumerate(params["models"], 1):
+            if not isinstance(model.get("name"), str) or not isinstance(model.get("ref"), str):
+                module.fail_json(msg=f"models[{number}] needs a name and a ref, got {model!r}")
         client = module.clients()[0]
         entries = []
         for model in params["models"]:
             entry, image = export_image(layout, client, model, params, omitted)
             entries.append(entry)
             result["images"].append(image)
-        entries.sort(key=lambda e: e["annotations"][REF_NAME])
+        if not params["prune"]:
+            names = {e["annotations"][REF_NAME] for e in entries}
+            entries += [e for e in layout.existing_entries()
+                        if (e.get("annotations") or {}).get(REF_NAME) not in names]
+        entries.sort(key=lambda e: (e.get("annotations") or {}).get(REF_NAME, e["digest"]))
         layout.write_index(entries)
-        layout.prune()
+        if params["prune"]:
+            layout.prune()
     except OCIError as exc:
         module.fail_from(exc, **result)
     except OSError as exc:

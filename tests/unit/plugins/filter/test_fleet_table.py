@@ -54,3 +54,31 @@ def test_unreachable_host_is_failed_and_report_counts_states():
                                                  "awaiting offline bundle": 1}}
     table = fleet_table(HOSTS, ["a1", "b1", "c1"])
     assert [line.split()[5] for line in table[1:4]][2] == "FAILED"
+
+
+CARRIED = {"host": "c1", "reported_at": "2026-11-20T10:00:00Z",
+           "runtime": {"arch": "x86_64", "onnxruntime": {"version": "1.32.0"}},
+           "models": [model("fraud", "deployed"), model("cnn", "unchanged")]}
+
+
+def test_a_carried_report_describes_a_disconnected_host_the_run_could_not_serve():
+    hosts = [dict(h, edgeml_offline_report=CARRIED) if h["inventory_hostname"] == "c1" else h
+             for h in HOSTS]
+    # reached, but only marked as awaiting its bundle: the report from the site says more
+    c1 = {h["host"]: h for h in fleet_report(hosts, ["a1", "c1"])["hosts"]}["c1"]
+    assert c1["state"] == "ok" and c1["reported_at"] == "2026-11-20T10:00:00Z"
+    assert [m["state"] for m in c1["models"]] == ["deployed", "unchanged"]
+    assert c1["runtime"]["onnxruntime"] == "1.32.0"
+    # not reached at all: still the report, not FAILED
+    c1 = {h["host"]: h for h in fleet_report(hosts, ["a1"])["hosts"]}["c1"]
+    assert c1["state"] == "ok" and not c1["reachable"]
+    row = [line for line in fleet_table(hosts, ["a1"]) if " c1 " in line][0]
+    assert "deployed (reported 2026-11-20T10:00:00Z)" in row
+
+
+def test_a_host_deployed_in_this_run_speaks_for_itself():
+    live = dict(HOSTS[3], model_deploy_report=[model("fraud", "unchanged")],
+                edgeml_offline_report=dict(CARRIED, models=[model("fraud", "failed", failed=True)]))
+    c1 = fleet_report([live], ["c1"])["hosts"][0]
+    assert c1["state"] == "ok" and c1["reported_at"] is None
+    assert c1["models"][0]["state"] == "unchanged"

@@ -1,0 +1,115 @@
+"""Offline bundles built from the lab's registry: what peers (skopeo) read, what bundle_verify
+refuses, chunks reassembled, and delta bundles. The host side is molecule scenario `offline`."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from modules import run_module
+
+ROOT = Path(__file__).resolve().parents[2]
+SIGNERS = ROOT / "lab" / ".state" / "bundle" / "allowed_signers"
+
+
+@pytest.fixture(scope="module")
+def bundle(playbook, tmp_path_factory):
+    """A signed bundle for site-c, also cut into 16 MiB chunks."""
+    path = tmp_path_factory.mktemp("bundles") / "site-c"
+    run = playbook("edgeml.fleet.build_bundle", "-e", "edgeml_bundle_target=site_site_c",
+                   "-e", f"edgeml_bundle_dir={path}", "-e", "edgeml_bundle_chunk_size=16M")
+    assert run.rc == 0, run.failure("localhost")
+    return path
+
+
+def manifest(path):
+    return json.loads((path / "manifest.json").read_text())
+
+
+def verify(path, **args):
+    return run_module("bundle_verify", dict({"path": str(path), "allowed_signers": str(SIGNERS)},
+                                            **args))
+
+
+def test_bundle_holds_every_part_and_verifies(bundle):
+    doc = manifest(bundle)
+    assert {m["name"] for m in doc["models"]} == {"fraud-detector", "image-classifier"}
+    assert doc["hosts"] == ["edge-c1"] and doc["sites"] == ["site-c"]
+    paths = {f["path"] for f in doc["files"]}
+    assert any(p.startswith("wheelhouse/onnxruntime-x86_64-cp311") for p in paths)
+    assert any(p.startswith("ansible/x86_64-cp311/ansible_core-") for p in paths)
+    assert any(p.startswith("collections/edgeml-fleet-") for p in paths)
+    assert {"bootstrap.sh", "inventory/site.yml", "playbooks/bootstrap_offline.yml"} <= paths
+    result = verify(bundle)
+    assert not result.get("failed"), result["msg"]
+    assert result["signer"] == "bundles@edgeml-lab"
+    assert set(result["images"]) == {m["ref"] for m in doc["models"]}
+
+
+def test_skopeo_reads_the_layout(bundle, tmp_path):
+    for model in manifest(bundle)["models"]:
+        ref = f"oci:{bundle}/images:{model['ref']}"
+        raw = subprocess.run(["skopeo", "inspect", "--raw", ref], capture_output=True, text=True,
+                             check=True).stdout
+        assert json.loads(raw)["schemaVersion"] == 2
+        dest = tmp_path / model["name"]
+        subprocess.run(["skopeo", "copy", "--quiet", ref, f"dir:{dest}"], check=True)
+        assert (dest / "manifest.json").exists()
+    # a container image (the modelcar) is inspected fully, with its digest
+    modelcar = next(m for m in manifest(bundle)["models"] if m["name"] == "image-classifier")
+    info = json.loads(subprocess.run(["skopeo", "inspect", f"oci:{bundle}/images:{modelcar['ref']}"],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert info["Digest"] == modelcar["digest"]
+
+
+def test_chunks_reassemble_into_the_same_bundle(bundle, tmp_path):
+    chunks = Path(str(bundle) + ".chunks")
+    assert len(list(chunks.glob("bundle.tar.*"))) >= 3
+    result = verify(chunks, dest=str(tmp_path / "joined"))
+    assert not result.get("failed"), result["msg"]
+    assert result["changed"] and result["signer"] == "bundles@edgeml-lab"
+    again = verify(chunks, dest=str(tmp_path / "joined"))
+    assert not again["changed"] and not again.get("failed")
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda b: (b / "wheelhouse").glob("*.tar").__next__().write_bytes(b"truncated"),
+     r"wheelhouse/onnxruntime-.*\.tar: checksum mismatch"),
+    (lambda b: (b / "SHA256SUMS.sig").unlink(), r"SHA256SUMS.sig: missing: the bundle is unsigned"),
+    (lambda b: (b / "playbooks" / "evil.yml").write_text("- hosts: all\n"),
+     r"playbooks/evil.yml: not in SHA256SUMS"),
+    (lambda b: (b / "SHA256SUMS").write_text((b / "SHA256SUMS").read_text().replace("a", "b", 1)),
+     r"SHA256SUMS.sig: the signature does not match"),
+    (lambda b: (b / "images" / "index.json").unlink(), r"images/index.json: missing"),
+])
+def test_tampered_bundles_are_refused_naming_the_file(bundle, tmp_path, damage, named):
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    damage(copy)
+    result = verify(copy)
+    assert result.get("failed"), result
+    assert result["msg"].startswith("bundle refused: ")
+    assert __import__("re").search(named, result["msg"]), result["msg"]
+
+
+def test_a_delta_bundle_leaves_out_what_the_site_has(playbook, bundle, tmp_path):
+    images = bundle / "images"
+    index = json.loads((images / "index.json").read_text())
+    fraud = next(m for m in index["manifests"] if "fraud-detector" in
+                 m["annotations"]["org.opencontainers.image.ref.name"])
+    layers = [layer["digest"] for layer in json.loads(
+        (images / "blobs" / "sha256" / fraud["digest"][7:]).read_text())["layers"]]
+    report = tmp_path / "edge-c1.json"
+    report.write_text(json.dumps({"host": "edge-c1", "blobs": layers}))
+    delta = tmp_path / "delta"
+    run = playbook("edgeml.fleet.build_bundle", "-e", "edgeml_bundle_target=site_site_c",
+                   "-e", f"edgeml_bundle_dir={delta}", "-e", f"edgeml_bundle_base_report={report}")
+    assert run.rc == 0, run.failure("localhost")
+    doc = manifest(delta)
+    assert set(layers) <= set(doc["omitted"]) and doc["delta"] == {"have_blobs": len(layers)}
+    for digest in layers:
+        assert not (delta / "images" / "blobs" / "sha256" / digest[7:]).exists()
+    result = verify(delta)
+    assert not result.get("failed"), result["msg"]
