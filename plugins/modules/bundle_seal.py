@@ -27,6 +27,7 @@ attributes:
     description: Reports whether the seal would change, and writes nothing.
   diff_mode:
     support: none
+    description: Nothing to show as a diff.
   idempotent:
     support: full
     description: Sealing unchanged contents again changes nothing.
@@ -137,8 +138,8 @@ def seal(module, result):
     except OSError:
         pass
     if not unchanged:
-        text, manifest = manifest_text(info, entries, time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                  time.gmtime()))
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        text, manifest = manifest_text(info, entries, now)
     result.update(manifest=manifest, files=len(entries) + 1,
                   bytes=sum(size for _digest, size in entries.values()) + len(text))
     sig_path = os.path.join(root, _bundle.SIGNATURE)

@@ -27,6 +27,7 @@ attributes:
     description: Verifies; a chunk set is checked but not reassembled.
   diff_mode:
     support: none
+    description: Nothing to show as a diff.
   idempotent:
     support: full
     description: Changes something only when it reassembles a chunk set, once.

@@ -33,6 +33,7 @@ attributes:
     description: Reports what would be copied and changes nothing.
   diff_mode:
     support: none
+    description: Nothing to show as a diff.
   idempotent:
     support: full
     description: A second run with the same models fetches and changes nothing.

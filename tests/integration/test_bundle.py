@@ -113,3 +113,29 @@ def test_a_delta_bundle_leaves_out_what_the_site_has(playbook, bundle, tmp_path)
         assert not (delta / "images" / "blobs" / "sha256" / digest[7:]).exists()
     result = verify(delta)
     assert not result.get("failed"), result["msg"]
+
+
+@pytest.fixture(scope="module")
+def site_mirror(tmp_path_factory):
+    """An empty registry standing in for a disconnected site's seeded mirror."""
+    from registries import LocalRegistry  # pylint: disable=import-outside-toplevel
+    reg = LocalRegistry(tmp_path_factory.mktemp("seeded-mirror"), auth="htpasswd")
+    yield reg
+    reg.stop()
+
+
+def test_a_seeded_mirror_serves_the_bundle_s_digests(bundle, site_mirror, tmp_path):
+    args = site_mirror.args(layout=str(bundle / "images"), registry=site_mirror.url)
+    planned = run_module("mirror_seed", args, check_mode=True)
+    assert planned["changed"] and len(planned["pushed"]) == 2 and planned["pushed_bytes"] == 0
+    seeded = run_module("mirror_seed", args)
+    assert not seeded.get("failed"), seeded["msg"]
+    assert seeded["changed"] and seeded["pushed_bytes"] > 0
+    again = run_module("mirror_seed", args)
+    assert not again["changed"] and sorted(again["unchanged"]) == sorted(seeded["pushed"])
+    for model in manifest(bundle)["models"]:
+        result = run_module("model_sync", site_mirror.args(
+            name=model["name"], ref=model["ref"], digest=model["digest"],
+            registries=[site_mirror.url], store_dir=str(tmp_path / "store")))
+        assert not result.get("failed"), result["msg"]
+        assert result["digest"] == model["digest"] and result["source"] == site_mirror.url

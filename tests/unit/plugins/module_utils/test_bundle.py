@@ -56,7 +56,7 @@ def signer(tmp_path):
 
 
 def test_a_sealed_bundle_checks_out(bundle):
-    root, _ = bundle
+    root = bundle[0]
     # 3 blobs, oci-layout, index.json, the wheel archive, manifest.json
     assert _bundle.check_sums(root)[0] == 7
     index = json.loads((root / "images" / "index.json").read_text())
@@ -64,7 +64,7 @@ def test_a_sealed_bundle_checks_out(bundle):
 
 
 def test_sums_format_is_what_sha256sum_reads(bundle):
-    root, _ = bundle
+    root = bundle[0]
     proc = subprocess.run(["sha256sum", "--strict", "-c", _bundle.SUMS], cwd=root,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -79,7 +79,7 @@ def test_sums_format_is_what_sha256sum_reads(bundle):
     (lambda r: (r / _bundle.SUMS).write_text("0" * 64 + "  ../../etc/passwd\n"), "unsafe path"),
 ])
 def test_damaged_bundles_are_refused_naming_the_file(bundle, damage, named):
-    root, _ = bundle
+    root = bundle[0]
     damage(root)
     with pytest.raises(BundleError, match=named):
         _bundle.check_sums(root)
@@ -111,14 +111,14 @@ def test_layout_size_mismatch_is_named(bundle):
 
 
 def test_a_symlink_in_a_bundle_is_refused(bundle):
-    root, _ = bundle
+    root = bundle[0]
     (root / "wheelhouse" / "link").symlink_to("/etc/passwd")
     with pytest.raises(BundleError, match="link or a special file"):
         _bundle.list_files(root)
 
 
 def test_signature_made_and_checked_with_ssh_keygen(bundle, signer):
-    root, _ = bundle
+    root = bundle[0]
     key, allowed = signer
     _bundle.sign(run, root, key)
     assert _bundle.verify_signature(run, root, allowed) == "fleet@example.com"
@@ -131,7 +131,7 @@ def test_signature_made_and_checked_with_ssh_keygen(bundle, signer):
 
 
 def test_a_stranger_s_signature_or_none_is_refused(bundle, signer, tmp_path):
-    root, _ = bundle
+    root = bundle[0]
     _key, allowed = signer
     with pytest.raises(BundleError, match="unsigned"):
         _bundle.verify_signature(run, root, allowed)
@@ -145,7 +145,7 @@ def test_a_stranger_s_signature_or_none_is_refused(bundle, signer, tmp_path):
 
 
 def test_chunks_round_trip_and_join_once(bundle, tmp_path):
-    root, _ = bundle
+    root = bundle[0]
     chunks = _bundle.split(root, tmp_path / "chunks", 4096)
     assert len(chunks) > 2 and all(c["size"] == 4096 for c in chunks[:-1])
     dest = tmp_path / "joined"
@@ -155,7 +155,7 @@ def test_chunks_round_trip_and_join_once(bundle, tmp_path):
 
 
 def test_a_bad_or_missing_chunk_is_named_and_nothing_unpacked(bundle, tmp_path):
-    root, _ = bundle
+    root = bundle[0]
     _bundle.split(root, tmp_path / "chunks", 4096)
     second = tmp_path / "chunks" / "bundle.tar.001"
     data = bytearray(second.read_bytes())
