@@ -55,7 +55,10 @@ options:
     type: path
     required: true
   platforms:
-    description: Architectures (V(x86_64), V(aarch64)) whose manifests are copied from an image index.
+    description:
+      - Architectures (V(x86_64), V(aarch64)) whose manifests are copied from an image index;
+        V(all) copies every platform (needed to seed a registry, which refuses an incomplete
+        index).
     type: list
     elements: str
     default: [x86_64]
@@ -224,7 +227,7 @@ def export_image(layout, client, model, params, omitted):
         manifests = []
         for entry in doc.get("manifests") or []:
             arch = (entry.get("platform") or {}).get("architecture")
-            if arch and arch not in archs:
+            if arch and arch not in archs and "all" not in params["platforms"]:
                 omitted.add(entry["digest"])
                 continue
             child_body, child_type, child = client.get_manifest(repo, entry["digest"])
