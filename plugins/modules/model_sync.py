@@ -205,8 +205,8 @@ def resolve(clients, repo, reference, pinned):
             errors.append(exc.msg)
             if not exc.retry_elsewhere and len(clients) == 1:
                 break
-    raise OCIError("no registry endpoint could serve " f"{repo}:{reference if not pinned else pinned}: "
-                   + "; ".join(errors))
+    wanted = f"{repo}@{pinned}" if pinned else f"{repo}:{reference}"
+    raise OCIError(f"no registry endpoint could serve {wanted}: " + "; ".join(errors))
 
 
 def fetch_layers(store, clients, first, repo, layers, retries):
