@@ -43,8 +43,9 @@ def pin_model(model, digests):
     if model.get("digest"):
         return dict(model)
     if model.get("ref") not in digests:
-        raise AnsibleFilterError(f"model {model.get('name')!r}: its ref {model.get('ref')!r} "
-                                 "was not resolved to a digest")
+        raise AnsibleFilterError(f"model {model.get('name')!r}: no digest for its ref "
+                                 f"{model.get('ref')!r} (not resolved, or not in the bundle: it "
+                                 f"has {', '.join(sorted(digests)) or 'nothing'})")
     return dict(model, digest=digests[model["ref"]])
 
 

@@ -154,3 +154,23 @@ def test_a_seeded_mirror_serves_the_bundle_s_digests(bundle, site_mirror, tmp_pa
             registries=[site_mirror.url], store_dir=str(tmp_path / "store")))
         assert not result.get("failed"), result["msg"]
         assert result["digest"] == model["digest"] and result["source"] == site_mirror.url
+
+
+def test_bootstrap_from_a_laptop_with_the_bundle_in_chunks(playbook, bundle):
+    """The technician's other way: the bundle (here still in chunks) stays on the machine that
+    runs Ansible, and the disconnected host gets its images copied over."""
+    chunks = Path(str(bundle) + ".chunks")
+    try:
+        run = playbook("edgeml.fleet.bootstrap_offline", "--limit", "edge-c1",
+                       "-e", f"edgeml_bundle_path={chunks}",
+                       "-e", f"edgeml_bundle_allowed_signers={SIGNERS}")
+        assert run.rc == 0, run.failure("edge-c1")
+        report = json.loads((Path(str(chunks) + ".results") / "edge-c1.json").read_text())
+        wanted = {m["name"]: m["digest"] for m in manifest(bundle)["models"]}
+        assert {m["name"]: m["served"] for m in report["models"]} == wanted
+        assert {m["health"] for m in report["models"]} == {"ok"}
+        assert report["bundle"]["signer"] == "bundles@edgeml-lab"
+    finally:
+        # Other tests expect the disconnected host to be still awaiting its bundle.
+        subprocess.run(["docker", "exec", "edge-c1", "sh", "-c",
+                        "rm -rf /var/lib/edgeml/models/* /var/lib/edgeml/bundle"], check=True)
