@@ -14,12 +14,30 @@ ROOT = Path(__file__).resolve().parents[2]
 SIGNERS = ROOT / "lab" / ".state" / "bundle" / "allowed_signers"
 
 
+def make_deb(directory, name="edgeml-test-tools", version="1.0"):
+    """A small real Debian package, standing in for an OS package a bare host lacks."""
+    root = directory / name
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: edgeml.fleet tests\n"
+        "Description: stand-in for an OS package carried by an offline bundle\n")
+    (root / "usr" / "share" / name).mkdir(parents=True)
+    (root / "usr" / "share" / name / "README").write_text("carried by the bundle\n")
+    packages = directory / "packages"
+    packages.mkdir()
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root),
+                    str(packages / f"{name}_{version}_all.deb")], check=True, capture_output=True)
+    return packages
+
+
 @pytest.fixture(scope="module")
 def bundle(playbook, tmp_path_factory):
-    """A signed bundle for site-c, also cut into 16 MiB chunks."""
-    path = tmp_path_factory.mktemp("bundles") / "site-c"
+    """A signed bundle for site-c carrying an OS package, also cut into 16 MiB chunks."""
+    work = tmp_path_factory.mktemp("bundles")
+    path = work / "site-c"
     run = playbook("edgeml.fleet.build_bundle", "-e", "edgeml_bundle_target=site_site_c",
-                   "-e", f"edgeml_bundle_dir={path}", "-e", "edgeml_bundle_chunk_size=16M")
+                   "-e", f"edgeml_bundle_dir={path}", "-e", "edgeml_bundle_chunk_size=16M",
+                   "-e", f"edgeml_bundle_packages_dir={make_deb(work)}")
     assert run.rc == 0, run.failure("localhost")
     return path
 
@@ -170,7 +188,12 @@ def test_bootstrap_from_a_laptop_with_the_bundle_in_chunks(playbook, bundle):
         assert {m["name"]: m["served"] for m in report["models"]} == wanted
         assert {m["health"] for m in report["models"]} == {"ok"}
         assert report["bundle"]["signer"] == "bundles@edgeml-lab"
+        # the OS package the bundle carried was installed before provisioning
+        status = subprocess.run(["docker", "exec", "edge-c1", "dpkg-query", "-W", "-f", "${Status}",
+                                 "edgeml-test-tools"], capture_output=True, text=True, check=False)
+        assert status.stdout == "install ok installed"
     finally:
         # Other tests expect the disconnected host to be still awaiting its bundle.
         subprocess.run(["docker", "exec", "edge-c1", "sh", "-c",
-                        "rm -rf /var/lib/edgeml/models/* /var/lib/edgeml/bundle"], check=True)
+                        "rm -rf /var/lib/edgeml/models/* /var/lib/edgeml/bundle; "
+                        "dpkg -r edgeml-test-tools >/dev/null 2>&1 || true"], check=True)

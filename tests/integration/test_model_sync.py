@@ -235,6 +235,16 @@ def fat_model(registry, sample_models, tmp_path_factory):
     return result["digest"], weights.stat().st_size
 
 
+def partial_bytes(store):
+    total = 0
+    for path in (store / "blobs/sha256").glob("*.partial"):
+        try:
+            total += path.stat().st_size
+        except FileNotFoundError:
+            pass  # complete and renamed since the glob
+    return total
+
+
 @pytest.mark.parametrize("kill_at", [0.0, 0.3, 0.6, 0.9])
 def test_kill_9_then_rerun_resumes(registry, active_v1, fat_model, kill_at):
     store, v1 = active_v1
@@ -247,7 +257,7 @@ def test_kill_9_then_rerun_resumes(registry, active_v1, fat_model, kill_at):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            partial = sum(p.stat().st_size for p in (store / "blobs/sha256").glob("*.partial"))
+            partial = partial_bytes(store)
             if partial >= kill_at * size and (kill_at == 0.0 or partial > 0):
                 break
             time.sleep(0.005)
