@@ -47,7 +47,7 @@ def make_bundle(root, mib, key):
     (layout / "blobs" / "sha256").mkdir(parents=True)
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     layers = [dict(blob(layout, os.urandom(mib << 20 >> 3)),
-                   mediaType="application/octet-stream") for _ in range(8)]
+                   mediaType="application/octet-stream") for _number in range(8)]
     config = blob(layout, b"{}")
     manifest = json.dumps({"schemaVersion": 2, "config": config, "layers": layers}).encode()
     entry = dict(blob(layout, manifest), annotations={"org.opencontainers.image.ref.name": "m:1"})
