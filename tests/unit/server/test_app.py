@@ -50,6 +50,24 @@ def test_infer_json(client, rows):
     assert flat.json()["outputs"][0]["data"] == (rows * 2).ravel().tolist()
 
 
+@pytest.mark.parametrize("inline_seconds, inline", [(10.0, True), (0.0, False)])
+def test_fast_models_run_on_the_loop_slow_ones_on_worker_threads(config_file, rows, monkeypatch,
+                                                                 inline_seconds, inline):
+    from edgeml_serve import models  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(models, "INLINE_SECONDS", inline_seconds)
+    server = Server(str(config_file))
+    ran_on = []
+    with TestClient(server.app()) as test_client:
+        model = server.models.get("scale")
+        assert model.inline is inline
+        infer = model.infer
+        monkeypatch.setattr(model, "infer", lambda *a: ran_on.append(
+            __import__("threading").current_thread().name) or infer(*a))
+        resp = test_client.post("/v2/models/scale/infer", json=infer_json(rows.tolist()))
+    assert resp.json()["outputs"][0]["data"] == (rows * 2).ravel().tolist()
+    assert ran_on[0].startswith("infer") is not inline
+
+
 def test_infer_binary_extension(client, rows):
     header = json.dumps({"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32",
                                      "parameters": {"binary_data_size": rows.nbytes}}],

@@ -136,8 +136,11 @@ class Server:
             body = await self.body(request)
             request_id, arrays, names, binary = decode(
                 body, request.headers.get("inference-header-content-length"), model.inputs)
-            outputs = await asyncio.get_running_loop().run_in_executor(
-                self.executor, model.infer, arrays, names)
+            if model.inline:  # fast once warm (see LoadedModel)
+                outputs = model.infer(arrays, names)
+            else:
+                outputs = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, model.infer, arrays, names)
         except BadRequest as exc:
             self.metrics.error(name, 400)
             status = 413 if "over the limit" in str(exc) else 400

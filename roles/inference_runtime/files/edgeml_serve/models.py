@@ -32,6 +32,9 @@ def _signature(values):
              "shape": [d if isinstance(d, int) else -1 for d in v.shape]} for v in values]
 
 
+INLINE_SECONDS = 0.01
+
+
 class LoadedModel:
     """One version of one model: an onnxruntime session and what the protocol reports."""
 
@@ -56,6 +59,12 @@ class LoadedModel:
                 self.meta = json.load(handle)
         self.warm_up()
         self.load_seconds = time.monotonic() - started
+        # A model that answers within INLINE_SECONDS once warm runs on the event loop: on a few
+        # cores the hop to a worker thread costs more than it saves (bench/inference.py). Slower
+        # ones run on the worker threads, so health probes and other models keep answering.
+        warm = time.perf_counter()
+        self.warm_up()
+        self.inline = time.perf_counter() - warm < INLINE_SECONDS
         self.providers = self.session.get_providers()
 
     def warm_up(self):
