@@ -12,8 +12,6 @@ No lab needed.
 """
 
 import argparse
-import hashlib
-import json
 import os
 import shutil
 import statistics
@@ -24,39 +22,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests" / "integration"), str(ROOT / ".collections")]
+sys.path[:0] = [str(ROOT / "tests" / "integration"), str(ROOT / "tests" / "lib"),
+                str(ROOT / ".collections")]
 
 from ansible_collections.edgeml.fleet.plugins.module_utils import _bundle  # noqa: E402
 from modules import run_module  # noqa: E402
-
-
-def run(argv, data=None, binary_data=False):  # the shape of AnsibleModule.run_command
-    del binary_data
-    proc = subprocess.run(argv, input=data, capture_output=True, check=False)
-    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
-
-
-def blob(layout, data):
-    digest = hashlib.sha256(data).hexdigest()
-    (layout / "blobs" / "sha256" / digest).write_bytes(data)
-    return {"digest": "sha256:" + digest, "size": len(data)}
-
-
-def make_bundle(root, mib, key):
-    layout = root / "images"
-    (layout / "blobs" / "sha256").mkdir(parents=True)
-    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    layers = [dict(blob(layout, os.urandom(mib << 20 >> 3)),
-                   mediaType="application/octet-stream") for _number in range(8)]
-    config = blob(layout, b"{}")
-    manifest = json.dumps({"schemaVersion": 2, "config": config, "layers": layers}).encode()
-    entry = dict(blob(layout, manifest), annotations={"org.opencontainers.image.ref.name": "m:1"})
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
-    (root / "wheelhouse").mkdir()
-    (root / "wheelhouse" / "runtime.tar").write_bytes(os.urandom(50 << 20))
-    (root / "manifest.json").write_text(json.dumps({"format": _bundle.FORMAT, "omitted": []}))
-    _bundle.write_sums(root, _bundle.hash_files(root))
-    _bundle.sign(run, root, key)
+from synthetic_bundle import make_bundle, run_command  # noqa: E402
 
 
 def timed(fn):
@@ -77,7 +48,9 @@ def main():
         allowed = work / "allowed_signers"
         allowed.write_text("bench@edgeml " + key.with_suffix(".pub").read_text())
         bundle = work / "bundle"
-        make_bundle(bundle, args.mib, key)
+        make_bundle(bundle, [os.urandom(args.mib << 20 >> 3) for _number in range(8)],
+                    os.urandom(50 << 20), ref="m:1")
+        _bundle.sign(run_command, bundle, key)
         chunks = work / "chunks"
         _bundle.split(bundle, chunks, 64 << 20)
         size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file()) / (1 << 20)

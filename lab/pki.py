@@ -91,9 +91,8 @@ def ensure_registry_password():
     return password
 
 
-def ensure_ssh_key():
-    """The controller's SSH key for the lab host managed over real SSH."""
-    key_path = STATE / "ssh" / "id_ed25519"
+def _ensure_ed25519_key(key_path, comment):
+    """An OpenSSH ed25519 key pair at key_path (made once); returns the public line."""
     if not key_path.exists():
         key_path.parent.mkdir(parents=True, exist_ok=True)
         key_path.parent.chmod(0o700)
@@ -102,8 +101,15 @@ def ensure_ssh_key():
                                                    serialization.PrivateFormat.OpenSSH,
                                                    serialization.NoEncryption()))
         public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                               serialization.PublicFormat.OpenSSH)
-        key_path.with_suffix(".pub").write_bytes(public + b" edgeml-lab\n")
+                                               serialization.PublicFormat.OpenSSH).decode()
+        key_path.with_suffix(".pub").write_text(f"{public} {comment}\n")
+    return key_path.with_suffix(".pub").read_text().split()[:2]
+
+
+def ensure_ssh_key():
+    """The controller's SSH key for the lab host managed over real SSH."""
+    key_path = STATE / "ssh" / "id_ed25519"
+    _ensure_ed25519_key(key_path, "edgeml-lab")
     return key_path
 
 
@@ -114,15 +120,8 @@ def ensure_bundle_signing_key():
     into host images) only the allowed-signers line.
     """
     key_path = STATE / "bundle" / "signing_key"
-    if not key_path.exists():
-        key_path.parent.mkdir(parents=True, exist_ok=True)
-        key_path.parent.chmod(0o700)
-        key = ed25519.Ed25519PrivateKey.generate()
-        _write_private(key_path, key.private_bytes(serialization.Encoding.PEM,
-                                                   serialization.PrivateFormat.OpenSSH,
-                                                   serialization.NoEncryption()))
-        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                               serialization.PublicFormat.OpenSSH).decode()
-        key_path.with_suffix(".pub").write_text(public + " edgeml-lab-bundles\n")
-        (key_path.parent / "allowed_signers").write_text(f"bundles@edgeml-lab {public}\n")
+    key_type, key_data = _ensure_ed25519_key(key_path, "edgeml-lab-bundles")
+    allowed = key_path.parent / "allowed_signers"
+    if not allowed.exists():
+        allowed.write_text(f"bundles@edgeml-lab {key_type} {key_data}\n")
     return key_path

@@ -198,14 +198,28 @@ def _load_blob(layout, descriptor, where, omitted):
     return path
 
 
-def check_layout(layout, omitted=(), verify_digests=True):
-    """Check an OCI image layout: every image reachable from index.json has all its blobs.
+def blobs_hashed(digests):
+    """The blobs whose content is known to hash to their names, from {bundle path: sha256 hex}
+    (SHA256SUMS as checked, or the files as just hashed), so check_layout need not read them."""
+    prefix = IMAGES + "/blobs/sha256/"
+    return {digest for rel, digest in digests.items() if rel == prefix + digest}
+
+
+def check_layout(layout, omitted=(), hashed=()):
+    """Check an OCI image layout: every image reachable from index.json has all its blobs, each
+    of the size its descriptor says and with content that hashes to its name.
 
     omitted: digests left out on purpose: blobs a delta bundle's site already has, manifests of
     platforms no target site has.
+    hashed: sha256 hex names of blobs already hashed to their names (see blobs_hashed).
     Returns {ref name or digest: manifest digest}.
     """
-    omitted = set(omitted)
+    omitted, hashed = set(omitted), set(hashed)
+
+    def check_digest(path, digest):
+        if digest[7:] not in hashed and "sha256:" + sha256_file(path) != digest:
+            raise BundleError(f"{path}: content does not hash to its name {digest}")
+
     marker = os.path.join(layout, "oci-layout")
     try:
         with open(marker, encoding="utf-8") as handle:
@@ -223,8 +237,7 @@ def check_layout(layout, omitted=(), verify_digests=True):
         path = _load_blob(layout, descriptor, where, omitted)
         if path is None:  # a platform the bundle leaves out on purpose
             continue
-        if verify_digests and "sha256:" + sha256_file(path) != descriptor["digest"]:
-            raise BundleError(f"{path}: content does not hash to its name {descriptor['digest']}")
+        check_digest(path, descriptor["digest"])
         try:
             with open(path, "rb") as handle:
                 doc = json.loads(handle.read())
@@ -241,8 +254,8 @@ def check_layout(layout, omitted=(), verify_digests=True):
             raise BundleError(f"{path}: {label} has no config or layers")
         for blob in [doc["config"]] + doc["layers"]:
             blob_path = _load_blob(layout, blob, label, omitted)
-            if blob_path and verify_digests and "sha256:" + sha256_file(blob_path) != blob["digest"]:
-                raise BundleError(f"{blob_path}: content does not hash to its name {blob['digest']}")
+            if blob_path:
+                check_digest(blob_path, blob["digest"])
     return images
 
 
@@ -323,12 +336,14 @@ class _ChunkReader:
         self.directory, self.chunks, self.whole = directory, chunks, whole
         self._index, self._handle, self._hash = -1, None, None
         self._all = hashlib.sha256()
+        self.damaged = False  # a chunk failed its check (and was named)
 
     def _next(self):
         if self._handle:
             self._handle.close()
             name, want = self.chunks[self._index]
             if self._hash.hexdigest() != want:
+                self.damaged = True
                 raise BundleError(f"{os.path.join(self.directory, name)}: checksum mismatch; "
                                   "copy this chunk again from the medium")
         self._index += 1
@@ -405,19 +420,8 @@ def joined_from(dest, whole):
         return False
 
 
-def join(directory, dest):
-    """Reassemble a chunk set into the bundle directory dest. Returns False if already done.
-
-    Only regular files and directories with safe names are unpacked; dest appears by rename,
-    complete, so an interrupted join leaves nothing that looks like a bundle.
-    """
-    chunks, whole = check_chunks(directory)
-    if joined_from(dest, whole):
-        return False
-    staging = dest.rstrip("/") + ".joining"
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
-    reader = _ChunkReader(directory, chunks, whole)
+def _untar(reader, directory, staging):
+    """Unpack the chunk stream: regular files and directories with safe names only."""
     with tarfile.open(fileobj=reader, mode="r|") as tar:
         for member in tar:
             rel = safe_relpath(member.name, f"{directory} (chunk stream)")
@@ -432,12 +436,40 @@ def join(directory, dest):
             else:
                 raise BundleError(f"{directory}: the chunk stream holds {member.name!r}, which "
                                   "is not a regular file or directory; refused")
-    reader.finish()
-    with open(os.path.join(staging, JOINED_MARK), "w", encoding="utf-8") as handle:
-        handle.write(whole + "\n")
-    if os.path.exists(dest):
-        shutil.rmtree(dest)
-    os.rename(staging, dest)
+
+
+def join(directory, dest):
+    """Reassemble a chunk set into the bundle directory dest. Returns False if already done.
+
+    The chunks are read once: each is checked as the stream passes its end, and a damaged chunk
+    is named even when it first shows as a broken tar. dest appears by rename, complete, so a
+    failed or interrupted join leaves nothing that looks like a bundle.
+    """
+    chunks, whole = read_chunk_list(directory)
+    if joined_from(dest, whole):
+        return False
+    staging = dest.rstrip("/") + ".joining"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    reader = _ChunkReader(directory, chunks, whole)
+    try:
+        try:
+            _untar(reader, directory, staging)
+        except (BundleError, tarfile.TarError) as exc:
+            if not reader.damaged:
+                reader.finish()  # a damaged chunk is the likelier cause: name it first
+            if isinstance(exc, BundleError):
+                raise
+            raise BundleError(f"{directory}: the joined chunks are not a readable archive: {exc}")
+        reader.finish()
+        with open(os.path.join(staging, JOINED_MARK), "w", encoding="utf-8") as handle:
+            handle.write(whole + "\n")
+        if os.path.exists(dest):
+            shutil.rmtree(dest)
+        os.rename(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return True
 
 

@@ -120,9 +120,10 @@ def seal(module, result):
     if not os.path.isdir(root):
         raise BundleError(f"{root} is not a directory: nothing to seal")
     info = params["info"]
-    if os.path.isdir(os.path.join(root, _bundle.IMAGES)):
-        _bundle.check_layout(os.path.join(root, _bundle.IMAGES), info.get("omitted") or ())
     entries = _bundle.hash_files(root, skip=(_bundle.MANIFEST,))
+    if os.path.isdir(os.path.join(root, _bundle.IMAGES)):
+        hashed = _bundle.blobs_hashed({rel: digest for rel, (digest, _size) in entries.items()})
+        _bundle.check_layout(os.path.join(root, _bundle.IMAGES), info.get("omitted") or (), hashed)
     old_created = None
     try:
         with open(os.path.join(root, _bundle.MANIFEST), encoding="utf-8") as handle:

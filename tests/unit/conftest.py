@@ -1,5 +1,7 @@
-"""Make the collection importable as ansible_collections.edgeml.fleet for the unit tests."""
+"""Make the collection importable as ansible_collections.edgeml.fleet for the unit tests, and
+the shared test helpers (tests/lib) importable by name."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ if not LINK.exists():
     LINK.parent.mkdir(parents=True, exist_ok=True)
     LINK.symlink_to("../../..")
 init_plugin_loader([str(COLLECTIONS)])
+sys.path.insert(0, str(ROOT / "tests" / "lib"))
 
 
 @pytest.fixture

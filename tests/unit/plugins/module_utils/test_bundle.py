@@ -11,38 +11,15 @@ import pytest
 
 from ansible_collections.edgeml.fleet.plugins.module_utils import _bundle
 from ansible_collections.edgeml.fleet.plugins.module_utils._bundle import BundleError
-
-
-def run(argv, data=None, binary_data=False):  # the shape of AnsibleModule.run_command
-    del binary_data
-    proc = subprocess.run(argv, input=data, capture_output=True, check=False)
-    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
-
-
-def _blob(layout, data):
-    digest = hashlib.sha256(data).hexdigest()
-    (layout / "blobs" / "sha256" / digest).write_bytes(data)
-    return {"digest": "sha256:" + digest, "size": len(data)}
+from synthetic_bundle import make_bundle, run_command as run
 
 
 @pytest.fixture
 def bundle(tmp_path):
     """A small sealed bundle: an OCI layout with one artifact image and a wheel."""
     root = tmp_path / "bundle"
-    layout = root / "images"
-    (layout / "blobs" / "sha256").mkdir(parents=True)
-    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    layer = _blob(layout, b"onnx bytes" * 100)
-    config = _blob(layout, b"{}")
-    manifest = json.dumps({"schemaVersion": 2, "config": config, "layers": [layer]}).encode()
-    entry = dict(_blob(layout, manifest),
-                 annotations={"org.opencontainers.image.ref.name": "models/m:1"})
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
-    (root / "wheelhouse").mkdir()
-    (root / "wheelhouse" / "runtime.tar").write_bytes(os.urandom(5000))
-    (root / "manifest.json").write_text(json.dumps({"format": _bundle.FORMAT, "omitted": []}))
-    _bundle.write_sums(root, _bundle.hash_files(root))
-    return root, layer["digest"]
+    layers = make_bundle(root, [b"onnx bytes" * 100], os.urandom(5000))
+    return root, layers[0]["digest"]
 
 
 @pytest.fixture
@@ -107,7 +84,21 @@ def test_layout_size_mismatch_is_named(bundle):
     root, layer = bundle
     (root / "images" / "blobs" / "sha256" / layer[7:]).write_bytes(b"short")
     with pytest.raises(BundleError, match="5 bytes"):
-        _bundle.check_layout(root / "images", verify_digests=False)
+        _bundle.check_layout(root / "images")
+
+
+def test_layout_reads_only_blobs_not_already_hashed(bundle):
+    root, layer = bundle
+    blob = root / "images" / "blobs" / "sha256" / layer[7:]
+    blob.write_bytes(bytes(reversed(blob.read_bytes())))  # same size, other content
+    with pytest.raises(BundleError, match="does not hash to its name " + layer):
+        _bundle.check_layout(root / "images")
+    # SHA256SUMS vouched for the blob (as bundle_verify checks it first): not read again
+    hashed = _bundle.blobs_hashed(_bundle.read_sums(root / _bundle.SUMS))
+    assert layer[7:] in hashed and len(hashed) == 3
+    assert _bundle.check_layout(root / "images", hashed=hashed)
+    # a file hashed under another name than its content's is not taken as hashed
+    assert not _bundle.blobs_hashed({"images/blobs/sha256/" + "0" * 64: layer[7:]})
 
 
 def test_a_symlink_in_a_bundle_is_refused(bundle):
@@ -163,7 +154,15 @@ def test_a_bad_or_missing_chunk_is_named_and_nothing_unpacked(bundle, tmp_path):
     second.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="bundle.tar.001: checksum mismatch"):
         _bundle.join(str(tmp_path / "chunks"), str(tmp_path / "joined"))
-    assert not (tmp_path / "joined").exists()
+    assert not (tmp_path / "joined").exists() and not (tmp_path / "joined.joining").exists()
+    # damage where tar reads its headers: still the chunk is named, not a tar error
+    first = tmp_path / "chunks" / "bundle.tar.000"
+    data = bytearray(first.read_bytes())
+    data[100:300] = bytes(200)
+    first.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="bundle.tar.000: checksum mismatch"):
+        _bundle.join(str(tmp_path / "chunks"), str(tmp_path / "joined"))
+    assert not (tmp_path / "joined.joining").exists()
     second.unlink()
     with pytest.raises(BundleError, match="bundle.tar.001: missing chunk"):
         _bundle.check_chunks(str(tmp_path / "chunks"))
