@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import tarfile
+import tempfile
 
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
@@ -485,6 +486,25 @@ def sign(run, root, key):
     if rc != 0:
         raise BundleError(f"signing {os.path.join(root, SUMS)} with {key} failed: {err.strip()}")
     return sig
+
+
+def signed_by(run, root, key):
+    """SHA256SUMS.sig is this key's signature of SHA256SUMS as it is now, so sealing again can
+    keep it (and a bundle sealed again with a new key is signed anew)."""
+    sig = os.path.join(root, SIGNATURE)
+    if not os.path.isfile(sig):
+        return False
+    rc, public, _err = run(["ssh-keygen", "-y", "-P", "", "-f", key])
+    if rc != 0 or not public.strip():
+        return False
+    with open(os.path.join(root, SUMS), "rb") as handle:
+        data = handle.read()
+    with tempfile.NamedTemporaryFile("w", suffix=".allowed-signers") as allowed:
+        allowed.write(f"sealer {public.strip()}\n")
+        allowed.flush()
+        rc, _out, _err = run(["ssh-keygen", "-Y", "verify", "-f", allowed.name, "-I", "sealer",
+                              "-n", NAMESPACE, "-s", sig], data=data, binary_data=True)
+    return rc == 0
 
 
 def verify_signature(run, root, allowed_signers):

@@ -47,6 +47,8 @@ options:
     description:
       - SSH private key that signs C(SHA256SUMS). Without it the bundle is unsigned and
         M(edgeml.fleet.bundle_verify) refuses it unless told otherwise.
+      - An existing signature is kept only when this key made it over the current
+        C(SHA256SUMS); after a key rotation the unchanged bundle is signed again.
     type: path
   chunk_size:
     description: Also write the bundle as chunks of this size (V(700M), V(4G), bytes).
@@ -146,7 +148,8 @@ def seal(module, result):
     sig_path = os.path.join(root, _bundle.SIGNATURE)
     if module.check_mode:
         result["changed"] = not unchanged or not os.path.isfile(sums_path) or (
-            bool(params["signing_key"]) and not os.path.isfile(sig_path))
+            bool(params["signing_key"])
+            and not _bundle.signed_by(module.run_command, root, params["signing_key"]))
         result["signed"] = bool(params["signing_key"]) or os.path.isfile(sig_path)
         return
     changed = _bundle.write_if_changed(os.path.join(root, _bundle.MANIFEST), text)
@@ -154,7 +157,7 @@ def seal(module, result):
                                  len(text.encode()))
     changed = _bundle.write_sums(root, entries) or changed
     if params["signing_key"]:
-        if changed or not os.path.isfile(sig_path):
+        if changed or not _bundle.signed_by(module.run_command, root, params["signing_key"]):
             _bundle.sign(module.run_command, root, params["signing_key"])
             changed = True
     elif os.path.isfile(sig_path):

@@ -10,6 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # the lab package (its CA signs the test registries' certificates)
+sys.path.insert(0, str(ROOT / "tests" / "lib"))  # helpers shared with the unit tests
+sys.path.insert(0, str(ROOT / ".collections"))  # module_utils, imported by tests and helpers
 
 
 class Run:

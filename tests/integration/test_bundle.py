@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from modules import run_module
+from synthetic_bundle import make_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNERS = ROOT / "lab" / ".state" / "bundle" / "allowed_signers"
@@ -90,6 +91,33 @@ def test_chunks_reassemble_into_the_same_bundle(bundle, tmp_path):
     assert result["changed"] and result["signer"] == "bundles@edgeml-lab"
     again = verify(chunks, dest=str(tmp_path / "joined"))
     assert not again["changed"] and not again.get("failed")
+
+
+def test_sealing_again_keeps_a_good_signature_and_replaces_a_stale_one(tmp_path):
+    root = tmp_path / "bundle"
+    make_bundle(root, [b"onnx" * 1000], b"wheel")
+    keys = {}
+    for name in ("old", "new"):
+        keys[name] = tmp_path / name
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys[name])],
+                       check=True)
+        (tmp_path / f"{name}.allowed").write_text(f"{name}@fleet " + keys[name].with_suffix(
+            ".pub").read_text())
+
+    def seal(key, check_mode=False):
+        result = run_module("bundle_seal", {"path": str(root), "signing_key": str(key)},
+                            check_mode=check_mode)
+        assert not result.get("failed"), result["msg"]
+        return result
+
+    assert seal(keys["old"])["changed"]
+    assert not seal(keys["old"])["changed"]
+    # The fleet rotated its signing key; the contents did not change, the signature must.
+    assert seal(keys["new"], check_mode=True)["changed"]
+    assert seal(keys["new"])["changed"]
+    assert not seal(keys["new"])["changed"]
+    assert verify(root, allowed_signers=str(tmp_path / "new.allowed"))["signer"] == "new@fleet"
+    assert verify(root, allowed_signers=str(tmp_path / "old.allowed"))["failed"]
 
 
 @pytest.mark.parametrize("damage, named", [

@@ -17,10 +17,7 @@ import pytest
 
 from modules import module_command, module_env, run_module
 from registries import FlakyLink, big_file, free_port
-
-import sys
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
-from ansible_collections.edgeml.fleet.plugins.module_utils import _oci  # noqa: E402
+from ansible_collections.edgeml.fleet.plugins.module_utils import _oci
 
 
 def loads_and_answers(store, name):

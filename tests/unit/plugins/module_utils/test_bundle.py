@@ -121,6 +121,20 @@ def test_signature_made_and_checked_with_ssh_keygen(bundle, signer):
         _bundle.verify_signature(run, root, allowed)
 
 
+def test_signed_by_tells_whether_a_signature_can_be_kept(bundle, signer, tmp_path):
+    root = bundle[0]
+    key, _allowed = signer
+    assert not _bundle.signed_by(run, root, key)  # unsigned
+    _bundle.sign(run, root, key)
+    assert _bundle.signed_by(run, root, key)
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    assert not _bundle.signed_by(run, root, other)  # a rotated key signs anew
+    (root / _bundle.SUMS).write_text((root / _bundle.SUMS).read_text() + "0" * 64 + "  new\n")
+    assert not _bundle.signed_by(run, root, key)  # the list changed since
+    assert not _bundle.signed_by(run, root, tmp_path / "no-such-key")
+
+
 def test_a_stranger_s_signature_or_none_is_refused(bundle, signer, tmp_path):
     root = bundle[0]
     _key, allowed = signer
