@@ -92,7 +92,7 @@ def ensure_registry_password():
 
 
 def _ensure_ed25519_key(key_path, comment):
-    """An OpenSSH ed25519 key pair at key_path (made once); returns the public line."""
+    """An OpenSSH ed25519 key pair at key_path (made once); returns "ssh-ed25519 KEY"."""
     if not key_path.exists():
         key_path.parent.mkdir(parents=True, exist_ok=True)
         key_path.parent.chmod(0o700)
@@ -103,7 +103,7 @@ def _ensure_ed25519_key(key_path, comment):
         public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                                serialization.PublicFormat.OpenSSH).decode()
         key_path.with_suffix(".pub").write_text(f"{public} {comment}\n")
-    return key_path.with_suffix(".pub").read_text().split()[:2]
+    return " ".join(key_path.with_suffix(".pub").read_text().split()[:2])
 
 
 def ensure_ssh_key():
@@ -120,8 +120,8 @@ def ensure_bundle_signing_key():
     into host images) only the allowed-signers line.
     """
     key_path = STATE / "bundle" / "signing_key"
-    key_type, key_data = _ensure_ed25519_key(key_path, "edgeml-lab-bundles")
+    public = _ensure_ed25519_key(key_path, "edgeml-lab-bundles")
     allowed = key_path.parent / "allowed_signers"
     if not allowed.exists():
-        allowed.write_text(f"bundles@edgeml-lab {key_type} {key_data}\n")
+        allowed.write_text(f"bundles@edgeml-lab {public}\n")
     return key_path

@@ -423,20 +423,23 @@ def joined_from(dest, whole):
 
 def _untar(reader, directory, staging):
     """Unpack the chunk stream: regular files and directories with safe names only."""
-    with tarfile.open(fileobj=reader, mode="r|") as tar:
-        for member in tar:
-            rel = safe_relpath(member.name, f"{directory} (chunk stream)")
-            target = os.path.join(staging, rel)
-            if member.isdir():
-                os.makedirs(target, mode=0o755, exist_ok=True)
-            elif member.isfile():
-                os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
-                with open(target, "wb") as out:
-                    shutil.copyfileobj(tar.extractfile(member), out, BLOCK)
-                os.chmod(target, 0o755 if member.mode & 0o100 else 0o644)
-            else:
-                raise BundleError(f"{directory}: the chunk stream holds {member.name!r}, which "
-                                  "is not a regular file or directory; refused")
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:
+            for member in tar:
+                rel = safe_relpath(member.name, f"{directory} (chunk stream)")
+                target = os.path.join(staging, rel)
+                if member.isdir():
+                    os.makedirs(target, mode=0o755, exist_ok=True)
+                elif member.isfile():
+                    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+                    with open(target, "wb") as out:
+                        shutil.copyfileobj(tar.extractfile(member), out, BLOCK)
+                    os.chmod(target, 0o755 if member.mode & 0o100 else 0o644)
+                else:
+                    raise BundleError(f"{directory}: the chunk stream holds {member.name!r}, "
+                                      "which is not a regular file or directory; refused")
+    except tarfile.TarError as exc:
+        raise BundleError(f"{directory}: the joined chunks are not a readable archive: {exc}")
 
 
 def join(directory, dest):
@@ -456,12 +459,10 @@ def join(directory, dest):
     try:
         try:
             _untar(reader, directory, staging)
-        except (BundleError, tarfile.TarError) as exc:
+        except BundleError:
             if not reader.damaged:
                 reader.finish()  # a damaged chunk is the likelier cause: name it first
-            if isinstance(exc, BundleError):
-                raise
-            raise BundleError(f"{directory}: the joined chunks are not a readable archive: {exc}")
+            raise
         reader.finish()
         with open(os.path.join(staging, JOINED_MARK), "w", encoding="utf-8") as handle:
             handle.write(whole + "\n")
@@ -497,14 +498,19 @@ def signed_by(run, root, key):
     rc, public, _err = run(["ssh-keygen", "-y", "-P", "", "-f", key])
     if rc != 0 or not public.strip():
         return False
-    with open(os.path.join(root, SUMS), "rb") as handle:
-        data = handle.read()
     with tempfile.NamedTemporaryFile("w", suffix=".allowed-signers") as allowed:
         allowed.write(f"sealer {public.strip()}\n")
         allowed.flush()
-        rc, _out, _err = run(["ssh-keygen", "-Y", "verify", "-f", allowed.name, "-I", "sealer",
-                              "-n", NAMESPACE, "-s", sig], data=data, binary_data=True)
+        rc, _out, _err = _verify(run, root, allowed.name, "sealer")
     return rc == 0
+
+
+def _verify(run, root, allowed_signers, principal):
+    """ssh-keygen -Y verify of SHA256SUMS.sig over SHA256SUMS; returns (rc, out, err)."""
+    with open(os.path.join(root, SUMS), "rb") as handle:
+        data = handle.read()
+    return run(["ssh-keygen", "-Y", "verify", "-f", allowed_signers, "-I", principal,
+                "-n", NAMESPACE, "-s", os.path.join(root, SIGNATURE)], data=data, binary_data=True)
 
 
 def verify_signature(run, root, allowed_signers):
@@ -521,10 +527,7 @@ def verify_signature(run, root, allowed_signers):
     if rc != 0 or not principals:
         raise BundleError(f"{sig}: not made by a key in {allowed_signers}: "
                           f"{(err or out).strip() or 'no principal matches'}")
-    with open(sums, "rb") as handle:
-        data = handle.read()
-    rc, out, err = run(["ssh-keygen", "-Y", "verify", "-f", allowed_signers, "-I", principals[0],
-                        "-n", NAMESPACE, "-s", sig], data=data, binary_data=True)
+    rc, out, err = _verify(run, root, allowed_signers, principals[0])
     if rc != 0:
         raise BundleError(f"{sig}: the signature does not match {sums} "
                           f"({(err or out).strip()}); the checksum list was altered")

@@ -243,14 +243,15 @@ class RegistryClient:
             return AuthError(f"{self.name}: {what}: forbidden (HTTP 403){detail}", self.name, 403)
         if exc.code == 404:
             return NotFound(f"{self.name}: {what}: not found (HTTP 404){detail}", self.name, 404)
-        if exc.code in (502, 503, 504) or exc.code == 500 and "unknown error" in detail:
-            # What a pull-through mirror answers for content it has not cached while its upstream
-            # is out of reach.
-            return Unreachable(f"{self.name}: {what}: HTTP {exc.code}{detail}; if this is a site "
-                               "mirror, it does not have this content cached and cannot reach "
-                               "its upstream registry", self.name, exc.code)
         if exc.code == 429 or exc.code >= 500:
-            return Unreachable(f"{self.name}: {what}: HTTP {exc.code}{detail}", self.name, exc.code)
+            hint = ""
+            if exc.code in (502, 503, 504) or exc.code == 500 and "unknown error" in detail:
+                # What a pull-through mirror answers for content it has not cached while its
+                # upstream is out of reach.
+                hint = ("; if this is a site mirror, it does not have this content cached and "
+                        "cannot reach its upstream registry")
+            return Unreachable(f"{self.name}: {what}: HTTP {exc.code}{detail}{hint}", self.name,
+                               exc.code)
         return OCIError(f"{self.name}: {what}: HTTP {exc.code}{detail}", self.name, exc.code)
 
     # -- pull ------------------------------------------------------------------------------

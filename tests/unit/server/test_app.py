@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def test_fast_models_run_on_the_loop_slow_ones_on_worker_threads(config_file, ro
         assert model.inline is inline
         infer = model.infer
         monkeypatch.setattr(model, "infer", lambda *a: ran_on.append(
-            __import__("threading").current_thread().name) or infer(*a))
+            threading.current_thread().name) or infer(*a))
         resp = test_client.post("/v2/models/scale/infer", json=infer_json(rows.tolist()))
     assert resp.json()["outputs"][0]["data"] == (rows * 2).ravel().tolist()
     assert ran_on[0].startswith("infer") is not inline

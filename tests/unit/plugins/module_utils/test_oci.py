@@ -94,3 +94,19 @@ def test_make_client(endpoint, kind):
 def test_make_client_rejects(endpoint):
     with pytest.raises(_oci.OCIError):
         _oci.make_client(endpoint)
+
+
+@pytest.mark.parametrize("code, body, mirror_hint", [
+    (503, b"", True),
+    (500, b'{"errors": [{"message": "unknown error"}]}', True),
+    (500, b'{"errors": [{"message": "disk full"}]}', False),
+    (429, b"", False),
+])
+def test_server_errors_are_retryable_and_name_a_cold_mirror(code, body, mirror_hint):
+    import io  # pylint: disable=import-outside-toplevel
+    import urllib.error  # pylint: disable=import-outside-toplevel
+    client = _oci.RegistryClient("https://gw-m:5000")
+    exc = urllib.error.HTTPError("https://gw-m:5000/v2/", code, "error", {}, io.BytesIO(body))
+    error = client._http_error(exc, "manifest m:1")  # pylint: disable=protected-access
+    assert isinstance(error, _oci.Unreachable) and f"HTTP {code}" in error.msg
+    assert ("does not have this content cached" in error.msg) is mirror_hint
