@@ -70,8 +70,8 @@ _raw:
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
-    OCIError, RegistryClient, parse_ref)
+from ansible_collections.edgeml.fleet.plugins.module_utils._oci import OCIError, parse_ref
+from ansible_collections.edgeml.fleet.plugins.module_utils._registry import RegistryClient
 
 
 class LookupModule(LookupBase):

@@ -30,6 +30,8 @@ import shutil
 import tarfile
 import tempfile
 
+from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
+
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
 SIGNATURE = "SHA256SUMS.sig"
@@ -44,10 +46,8 @@ SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 BLOCK = 1 << 20
 
 
-class BundleError(Exception):
-    def __init__(self, msg):
-        super().__init__(msg)
-        self.msg = msg
+class BundleError(EdgemlError):
+    """A bundle was refused or could not be made; .msg names the file."""
 
 
 def parse_size(value):

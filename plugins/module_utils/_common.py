@@ -11,8 +11,9 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.edgeml.fleet.plugins.module_utils._oci import OCIError, make_client
-from ansible_collections.edgeml.fleet.plugins.module_utils._store import StoreError
+from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
+from ansible_collections.edgeml.fleet.plugins.module_utils._oci import OCIError
+from ansible_collections.edgeml.fleet.plugins.module_utils._registry import make_client
 
 REGISTRY_ARGS = {
     "registries": {"type": "list", "elements": "raw"},
@@ -54,6 +55,6 @@ class RegistryModule(AnsibleModule):
             raise  # not reached
 
     def fail_from(self, exc, **result):
-        """Fail with the message of an OCIError / StoreError and its traceback."""
-        msg = exc.msg if isinstance(exc, (OCIError, StoreError)) else f"{type(exc).__name__}: {exc}"
+        """Fail with the message of an EdgemlError (registry, store, bundle) and its traceback."""
+        msg = exc.msg if isinstance(exc, EdgemlError) else f"{type(exc).__name__}: {exc}"
         self.fail_json(msg=msg, exception=traceback.format_exc(), **result)

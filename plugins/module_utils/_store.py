@@ -27,15 +27,15 @@ import tarfile
 import tempfile
 import time
 
+from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
+
 MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 VERSION_FILE = ".edgeml-version.json"
 METADATA = "edgeml-model.json"
 
 
-class StoreError(Exception):
-    def __init__(self, msg):
-        super().__init__(msg)
-        self.msg = msg
+class StoreError(EdgemlError):
+    """The store refused or could not do something; .msg says what and where."""
 
 
 class HostileLayer(StoreError):

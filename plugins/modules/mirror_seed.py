@@ -82,8 +82,9 @@ import json
 import os
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._common import RegistryModule
+from ansible_collections.edgeml.fleet.plugins.module_utils._layout import LayoutClient
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
-    INDEX_TYPES, REF_NAME, LayoutClient, NotFound, OCIError, parse_manifest, parse_ref)
+    INDEX_TYPES, REF_NAME, NotFound, OCIError, parse_manifest, parse_ref)
 
 
 def seed_image(layout, client, name, check_mode):

@@ -126,7 +126,8 @@ import os
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._common import RegistryModule
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
-    INDEX_TYPES, REF_NAME, MACHINE_TO_OCI, OCIError, download_blob, parse_manifest, parse_ref)
+    INDEX_TYPES, REF_NAME, MACHINE_TO_OCI, OCIError, parse_manifest, parse_ref)
+from ansible_collections.edgeml.fleet.plugins.module_utils._transfer import download_blob
 
 LAYOUT_MARKER = {"imageLayoutVersion": "1.0.0"}
 

@@ -172,8 +172,10 @@ import shutil
 import time
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._common import RegistryModule
+from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
-    INDEX_TYPES, TITLE, OCIError, choose_platform, download_blob, parse_manifest, parse_ref)
+    INDEX_TYPES, TITLE, OCIError, choose_platform, parse_manifest, parse_ref)
+from ansible_collections.edgeml.fleet.plugins.module_utils._transfer import download_blob
 from ansible_collections.edgeml.fleet.plugins.module_utils._store import Store, StoreError
 
 
@@ -376,7 +378,7 @@ def main():
             result["version_dir"] = vdir
             result["files"] = (store.read_record(vdir) or {}).get("files", {})
             result.setdefault("shape", store.read_record(vdir).get("shape"))
-    except (OCIError, StoreError) as exc:
+    except EdgemlError as exc:
         result["seconds"] = round(time.monotonic() - started, 3)
         module.fail_from(exc, **result)
     result["seconds"] = round(time.monotonic() - started, 3)

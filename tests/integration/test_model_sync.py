@@ -17,7 +17,7 @@ import pytest
 
 from modules import module_command, module_env, run_module
 from registries import FlakyLink, big_file, free_port
-from ansible_collections.edgeml.fleet.plugins.module_utils import _oci
+from ansible_collections.edgeml.fleet.plugins.module_utils import _oci, _registry
 
 
 def loads_and_answers(store, name):
@@ -106,7 +106,7 @@ def test_index_resolves_to_the_host_platform(registry, tmp_path, sample_models):
     synced = sync(registry, tmp_path, name="multi", ref="modelcars/multi:1.0")
     assert synced["digest"] == result["digest"]  # the index digest is the version
     loads_and_answers(tmp_path, "multi")
-    index = json.loads(_oci.RegistryClient(registry.url, "tester", registry.password,
+    index = json.loads(_registry.RegistryClient(registry.url, "tester", registry.password,
                                            ca_path=registry.ca).get_manifest("modelcars/multi", "1.0")[0])
     assert index["mediaType"] == _oci.OCI_INDEX and len(index["manifests"]) == 2
     picked = _oci.choose_platform(index, "x", _oci.host_platform("aarch64"))
@@ -193,7 +193,7 @@ def test_corrupt_blob_in_registry_is_refused(registry, sample_models, active_v1,
         (model / name).write_bytes((sample_models[("fraud-detector", "1.1")] / name).read_bytes())
     (model / "edgeml-model.json").write_text((model / "edgeml-model.json").read_text() + " ")
     digest = publish(registry, "models/corrupt", "1", model)["digest"]
-    manifest = json.loads(_oci.RegistryClient(registry.url, "tester", registry.password,
+    manifest = json.loads(_registry.RegistryClient(registry.url, "tester", registry.password,
                                               ca_path=registry.ca).get_manifest("models/corrupt", digest)[0])
     blob = registry.blob_data_path(manifest["layers"][1]["digest"])
     data = bytearray(blob.read_bytes())
@@ -335,7 +335,7 @@ HOSTILE = {
 def test_hostile_layers_are_refused(registry, active_v1, case):
     store, v1 = active_v1
     build, fragment = HOSTILE[case]
-    client = _oci.RegistryClient(registry.url, "tester", registry.password, ca_path=registry.ca)
+    client = _registry.RegistryClient(registry.url, "tester", registry.password, ca_path=registry.ca)
     layer = _tar_layer(build)
     layer_digest = "sha256:" + hashlib.sha256(layer).hexdigest()
     config = json.dumps({"os": "linux", "architecture": "amd64",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.edgeml.fleet.plugins.module_utils import _oci
+from ansible_collections.edgeml.fleet.plugins.module_utils import _layout, _oci, _registry
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -32,13 +32,13 @@ def test_parse_ref_rejects(ref, fragment):
 
 
 def test_challenge_parsing():
-    scheme, params = _oci._challenge(  # pylint: disable=protected-access
+    scheme, params = _registry._challenge(  # pylint: disable=protected-access
         'Bearer realm="https://auth.example.com/token",service="registry",'
         'scope="repository:models/fraud:pull"')
     assert scheme == "bearer"
     assert params == {"realm": "https://auth.example.com/token", "service": "registry",
                       "scope": "repository:models/fraud:pull"}
-    assert _oci._challenge('Basic realm="x"')[0] == "basic"  # pylint: disable=protected-access
+    assert _registry._challenge('Basic realm="x"')[0] == "basic"  # pylint: disable=protected-access
 
 
 INDEX = {"manifests": [
@@ -76,24 +76,26 @@ def test_parse_manifest_rejects(body, media_type, fragment):
 
 
 def test_parse_manifest_infers_untyped_oci_manifest():
-    doc, media_type = _oci.parse_manifest(b'{"schemaVersion": 2, "config": {}, "layers": []}',
-                                          "application/octet-stream", "x")
+    config = '{"digest": "sha256:' + "0" * 64 + '", "size": 2}'
+    doc, media_type = _oci.parse_manifest(
+        ('{"schemaVersion": 2, "config": ' + config + ', "layers": []}').encode(),
+        "application/octet-stream", "x")
     assert media_type == _oci.OCI_MANIFEST and doc["layers"] == []
 
 
 @pytest.mark.parametrize("endpoint,kind", [
-    ("https://r.example.com", _oci.RegistryClient),
-    ({"url": "https://r.example.com:5000", "ca_file": "/etc/ca.pem"}, _oci.RegistryClient),
-    ("oci-layout:/media/bundle/images", _oci.LayoutClient),
+    ("https://r.example.com", _registry.RegistryClient),
+    ({"url": "https://r.example.com:5000", "ca_file": "/etc/ca.pem"}, _registry.RegistryClient),
+    ("oci-layout:/media/bundle/images", _layout.LayoutClient),
 ])
 def test_make_client(endpoint, kind):
-    assert isinstance(_oci.make_client(endpoint), kind)
+    assert isinstance(_registry.make_client(endpoint), kind)
 
 
 @pytest.mark.parametrize("endpoint", ["ftp://x", "registry.example.com", {"ca_file": "/x"}, ""])
 def test_make_client_rejects(endpoint):
     with pytest.raises(_oci.OCIError):
-        _oci.make_client(endpoint)
+        _registry.make_client(endpoint)
 
 
 @pytest.mark.parametrize("code, body, mirror_hint", [
@@ -105,7 +107,7 @@ def test_make_client_rejects(endpoint):
 def test_server_errors_are_retryable_and_name_a_cold_mirror(code, body, mirror_hint):
     import io  # pylint: disable=import-outside-toplevel
     import urllib.error  # pylint: disable=import-outside-toplevel
-    client = _oci.RegistryClient("https://gw-m:5000")
+    client = _registry.RegistryClient("https://gw-m:5000")
     exc = urllib.error.HTTPError("https://gw-m:5000/v2/", code, "error", {}, io.BytesIO(body))
     error = client._http_error(exc, "manifest m:1")  # pylint: disable=protected-access
     assert isinstance(error, _oci.Unreachable) and f"HTTP {code}" in error.msg
