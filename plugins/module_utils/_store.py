@@ -5,17 +5,26 @@
 
 """Private to edgeml.fleet: the host model store (content-addressed, atomic switch).
 
+    <store>/.lock                            flock: one writer at a time (sync, rollback, GC)
     <store>/blobs/sha256/<hex>               verified blobs (partial downloads: <hex>.partial)
+    <store>/blobs/verified.json              {hex: [size, mtime_ns]} when each blob was verified
     <store>/<model>/versions/<digest-hex>/   one version's files + .edgeml-version.json
     <store>/<model>/current  -> versions/…   switched atomically (new symlink + rename)
     <store>/<model>/previous -> versions/…   the rollback target
 
 Nothing becomes current before it is complete and verified; a version directory appears only
-by rename, so a killed sync leaves the old version or the new one, never a mix.
+by rename, so a killed sync leaves the old version or the new one, never a mix. Every file and
+directory is fsynced before the rename or symlink switch that publishes it, so after a power cut
+a name never points at bytes that did not reach the disk. A blob that is reused is checked: its
+size always, its whole content when its mtime differs from its verification record (or when
+model_info verifies). The store is root's; the service user's group may only read it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import gzip
 import hashlib
 import json
@@ -27,11 +36,15 @@ import tarfile
 import tempfile
 import time
 
+from ansible_collections.edgeml.fleet.plugins.module_utils._digest import digest_hex, sha256_file
 from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
 
-MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+MODEL_RE = re.compile(r"\A[a-z0-9][a-z0-9_.-]{0,62}\Z")
+RESERVED_NAMES = frozenset({"blobs"})  # names of the store's own entries at its top level
 VERSION_FILE = ".edgeml-version.json"
 METADATA = "edgeml-model.json"
+LOCK_FILE = ".lock"
+VERIFIED_FILE = "verified.json"
 
 
 class StoreError(EdgemlError):
@@ -42,23 +55,62 @@ class HostileLayer(StoreError):
     pass
 
 
+class StoreBusy(StoreError):
+    """Another run holds the store's lock."""
+
+
 def check_model_name(name):
     if not isinstance(name, str) or not MODEL_RE.match(name):
         raise StoreError(f"model name {name!r} must be lower-case letters, digits, '.', '_' or '-' "
                          "(at most 63, starting with a letter or digit)")
+    if name in RESERVED_NAMES:
+        raise StoreError(f"model name {name!r} is reserved: the store keeps its own data under "
+                         "that name; choose another")
     return name
 
 
 def _hex(digest):
-    return digest.split(":", 1)[1]
+    return digest_hex(digest)
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
+def _fsync_path(path, flags=os.O_RDONLY):
+    fd = os.open(path, flags | os.O_NOFOLLOW)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_dir(path):
+    _fsync_path(path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def fsync_tree(top):
+    """fsync every regular file and directory under top (links are not followed)."""
+    for dirpath, _dirs, names in os.walk(top):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                _fsync_path(path)
+        _fsync_dir(dirpath)
+
+
+def write_file_atomic(path, data):
+    """Write bytes to path by temp file + fsync + rename + fsync of the directory."""
+    directory = os.path.dirname(path)
+    handle, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o640)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
 
 
 class Store:
@@ -72,6 +124,62 @@ class Store:
 
     def has_blob(self, digest):
         return os.path.isfile(self.blob_path(digest))
+
+    # -- blob integrity ------------------------------------------------------------------
+    def _verified_path(self):
+        return os.path.join(os.path.dirname(self.blobs), VERIFIED_FILE)
+
+    def _read_verified(self):
+        try:
+            with open(self._verified_path(), encoding="utf-8") as handle:
+                data = json.load(handle)
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def mark_verified(self, digests):
+        """Record that these blobs were just verified (their size and mtime as they are now)."""
+        records = self._read_verified()
+        for digest in digests:
+            info = os.lstat(self.blob_path(digest))
+            records[_hex(digest)] = [info.st_size, info.st_mtime_ns]
+        write_file_atomic(self._verified_path(),
+                          json.dumps(records, sort_keys=True).encode())
+
+    def blob_ok(self, digest, size=None, full=False, repair=True):
+        """True when the blob is in the store and sound; a damaged one is removed (repair).
+
+        The size is checked always; the content is hashed again when full, or when the blob's
+        size or mtime differ from its verification record (a write after verification, or a
+        power cut that left a verified name on bytes that never reached the disk).
+        """
+        path = self.blob_path(digest)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        sound = stat.S_ISREG(info.st_mode) and (size is None or info.st_size == size)
+        if sound and (full or self._read_verified().get(_hex(digest)) !=
+                      [info.st_size, info.st_mtime_ns]):
+            sound = "sha256:" + sha256_file(path).hexdigest() == digest
+            if sound and repair:
+                self.mark_verified([digest])
+        if not sound and repair:
+            os.unlink(path)
+        return sound
+
+    def verify_blobs(self):
+        """Re-hash every blob; return a list of problems (empty when all match their names)."""
+        problems = []
+        for name in sorted(os.listdir(self.blobs)) if os.path.isdir(self.blobs) else []:
+            if name.endswith(".partial"):
+                continue
+            path = os.path.join(self.blobs, name)
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                problems.append(f"blob {name} is not a regular file")
+            elif sha256_file(path).hexdigest() != name:
+                problems.append(f"blob sha256:{name} does not match its name")
+        return problems
 
     def partial_size(self, digest):
         try:
@@ -88,11 +196,51 @@ class Store:
     def has_version(self, model, digest):
         return os.path.isfile(os.path.join(self.version_dir(model, digest), VERSION_FILE))
 
+    def version_intact(self, model, digest):
+        """Staged, and every file of its record present with its recorded size (cheap: lstat)."""
+        vdir = self.version_dir(model, digest)
+        record = self.read_record(vdir)
+        if not record:
+            return False
+        for rel, info in (record.get("files") or {}).items():
+            try:
+                found = os.lstat(os.path.join(vdir, rel))
+            except OSError:
+                return False
+            if not stat.S_ISREG(found.st_mode) or found.st_size != info.get("size"):
+                return False
+        return True
+
     def ensure_dirs(self):
         for path in (self.root, os.path.dirname(self.blobs), self.blobs):
             if not os.path.isdir(path):
                 os.makedirs(path, exist_ok=True)
                 os.chmod(path, 0o750)
+
+    @contextlib.contextmanager
+    def lock(self, timeout=600):
+        """Hold the store's exclusive lock; wait up to timeout seconds for another run."""
+        self.ensure_dirs()
+        fd = os.open(os.path.join(self.root, LOCK_FILE),
+                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(f"the model store {self.root} is locked by another run (sync, "
+                                    f"rollback or clean-up) and stayed locked for {timeout} s; "
+                                    "wait for it to finish or raise lock_timeout. Nothing was "
+                                    "changed.")
+                time.sleep(0.2)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _link_target(self, model, link):
         path = os.path.join(self.model_dir(model), link)
@@ -149,9 +297,14 @@ class Store:
             with open(os.path.join(tmp, VERSION_FILE), "w", encoding="utf-8") as handle:
                 json.dump(record, handle, indent=1, sort_keys=True)
             os.chmod(tmp, 0o750)
-            if os.path.isdir(final):  # an incomplete leftover without a record
-                shutil.rmtree(final)
-            os.rename(tmp, final)
+            fsync_tree(tmp)  # every byte on disk before the name that publishes it
+            if os.path.lexists(final):  # a leftover without a record, or a damaged version
+                old = tempfile.mkdtemp(prefix=".damaged-", dir=parent)
+                os.rename(final, os.path.join(old, "v"))
+                os.rename(tmp, final)
+                shutil.rmtree(old)
+            else:
+                os.rename(tmp, final)
             _fsync_dir(parent)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -162,7 +315,7 @@ class Store:
         """Remove what a killed sync left half-made."""
         parent = os.path.join(self.model_dir(model), "versions")
         for name in os.listdir(parent) if os.path.isdir(parent) else []:
-            if name.startswith(".staging-"):
+            if name.startswith((".staging-", ".damaged-")):
                 shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
     def link_artifact_files(self, layers, target):
@@ -212,6 +365,7 @@ class Store:
             os.unlink(tmp)
         os.symlink(os.path.join("versions", _hex(digest)), tmp)
         os.replace(tmp, os.path.join(base, link))
+        _fsync_dir(base)
 
     def activate(self, model, digest):
         """Make digest current; the old current becomes previous. Returns the old current."""
@@ -221,7 +375,6 @@ class Store:
         if old:
             self._point(model, "previous", old)  # first, so a kill leaves previous == current
         self._point(model, "current", digest)
-        _fsync_dir(self.model_dir(model))
         return old
 
     def rollback(self, model, target):
@@ -236,6 +389,7 @@ class Store:
         previous = os.path.join(self.model_dir(model), "previous")
         if os.path.lexists(previous):
             os.unlink(previous)
+            _fsync_dir(self.model_dir(model))
         return old
 
     def remove(self, model):
@@ -244,6 +398,46 @@ class Store:
             shutil.rmtree(path)
             return True
         return False
+
+    # -- ownership -----------------------------------------------------------------------
+    def settle_ownership(self, model, uid=-1, gid=-1, apply=True):
+        """Owner uid, group gid (-1: leave), modes 0750 (dirs) / 0640 (files, 0750 executable)
+        for the store's directories and the model's versions and links (not its rejected/).
+
+        Returns True when anything differed (also when apply is false: check mode).
+        """
+        base = self.model_dir(model)
+        paths = [self.root, os.path.dirname(self.blobs), self.blobs, base]
+        paths += [os.path.join(base, link) for link in ("current", "previous")]
+        versions = os.path.join(base, "versions")
+        for dirpath, dirs, names in os.walk(versions):
+            paths.append(dirpath)
+            paths.extend(os.path.join(dirpath, name) for name in names)
+            paths.extend(os.path.join(dirpath, name) for name in dirs  # links to directories
+                         if os.path.islink(os.path.join(dirpath, name)))
+        differed = False
+        for path in paths:
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            want_uid = info.st_uid if uid == -1 else uid
+            want_gid = info.st_gid if gid == -1 else gid
+            if stat.S_ISLNK(info.st_mode):
+                mode = None
+            elif stat.S_ISDIR(info.st_mode) or info.st_mode & stat.S_IXUSR:
+                mode = 0o750
+            else:
+                mode = 0o640
+            if (info.st_uid, info.st_gid) != (want_uid, want_gid):
+                differed = True
+                if apply:
+                    os.lchown(path, want_uid, want_gid)
+            if mode is not None and stat.S_IMODE(info.st_mode) != mode:
+                differed = True
+                if apply:
+                    os.chmod(path, mode)
+        return differed
 
     # -- retention -----------------------------------------------------------------------
     def prune(self, model, keep):
@@ -273,8 +467,14 @@ class Store:
             if name.endswith(".partial") or name in refs:
                 continue
             path = os.path.join(self.blobs, name)
-            freed += os.path.getsize(path)
+            freed += os.lstat(path).st_size
             os.unlink(path)
+        if freed:
+            records = self._read_verified()
+            kept = {k: v for k, v in records.items() if k in refs}
+            if kept != records:
+                write_file_atomic(self._verified_path(),
+                                  json.dumps(kept, sort_keys=True).encode())
         return freed
 
     # -- checks --------------------------------------------------------------------------

@@ -74,11 +74,21 @@ options:
     type: int
     default: 8589934592
   owner:
-    description: Owner given to the model's files and directories (the inference service user).
+    description:
+      - Owner given to the store's directories and the model's files (V(root) as the roles set
+        it: the inference service only reads the store).
+      - A difference in owner, group or mode (directories C(0750), files C(0640)) is put right
+        and reported as a change, also in check mode.
     type: str
   group:
-    description: Group given to the model's files and directories.
+    description: Group given to them (the inference service's group, which may only read).
     type: str
+  lock_timeout:
+    description:
+      - Seconds to wait for another run that holds the store's lock (sync, rollback and
+        clean-up take it; check mode does not), then fail without changing anything.
+    type: int
+    default: 600
 notes:
   - Runs on the edge host with only the Python standard library.
 seealso:
@@ -165,6 +175,7 @@ files:
   sample: {"model.onnx": {"digest": "sha256:88e8…", "size": 605}}
 """
 
+import contextlib
 import grp
 import os
 import pwd
@@ -172,11 +183,13 @@ import shutil
 import time
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._common import RegistryModule
+from ansible_collections.edgeml.fleet.plugins.module_utils._digest import check_digest
 from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
     INDEX_TYPES, TITLE, OCIError, choose_platform, parse_manifest, parse_ref)
 from ansible_collections.edgeml.fleet.plugins.module_utils._transfer import download_blob
-from ansible_collections.edgeml.fleet.plugins.module_utils._store import Store, StoreError
+from ansible_collections.edgeml.fleet.plugins.module_utils._store import (
+    Store, StoreError, check_model_name)
 
 
 def resolve(clients, repo, reference, pinned):
@@ -240,16 +253,6 @@ def owner_ids(owner, group):
             grp.getgrnam(group).gr_gid if group else -1)
 
 
-def chown_tree(paths, uid, gid):
-    for top in paths:
-        if not os.path.lexists(top):
-            continue
-        os.lchown(top, uid, gid)
-        for dirpath, dirs, files in os.walk(top):
-            for name in dirs + files:
-                os.lchown(os.path.join(dirpath, name), uid, gid)
-
-
 def sync(module, store, result):
     params = module.params
     name = params["name"]
@@ -260,7 +263,7 @@ def sync(module, store, result):
     current = store.current(name)
     result["previous_digest"] = current
 
-    if pinned and store.has_version(name, pinned):
+    if pinned and store.version_intact(name, pinned):
         digest, source, shape = pinned, "store", store.read_record(store.version_dir(name, pinned))["shape"]
     else:
         clients = module.clients()
@@ -275,8 +278,12 @@ def sync(module, store, result):
             raise OCIError(f"{source} {repo}@{digest}: the manifest has no layers")
         shape = "artifact" if all((layer.get("annotations") or {}).get(TITLE) for layer in layers) \
             else "modelcar"
-        if not store.has_version(name, digest):
-            missing = [layer for layer in layers if not store.has_blob(layer["digest"])]
+        if not store.version_intact(name, digest):
+            # A reused blob is checked (size, and content when it changed since verification);
+            # a damaged one is removed here so that it is fetched again.
+            missing = [layer for layer in layers
+                       if not store.blob_ok(layer["digest"], layer.get("size"),
+                                            repair=not module.check_mode)]
             reused = sum(layer.get("size", 0) for layer in layers if layer not in missing)
             partial = sum(store.partial_size(layer["digest"]) for layer in missing)
             need = sum(layer.get("size", 0) for layer in missing) - partial
@@ -295,6 +302,7 @@ def sync(module, store, result):
                                  "The active version is untouched.")
             result["bytes_downloaded"] = fetch_layers(store, clients, client, repo, layers,
                                                       params["retries"])
+            store.mark_verified([layer["digest"] for layer in missing])
             record = {"name": name, "ref": params["ref"], "digest": digest, "shape": shape,
                       "source": source, "blobs": [layer["digest"] for layer in layers]}
             if shape == "artifact":
@@ -314,6 +322,46 @@ def sync(module, store, result):
             store.activate(name, digest)
 
 
+def apply_state(module, store, result, ids):
+    """Do what state asks (under the store lock); returns the digest that was current before."""
+    params = module.params
+    name = params["name"]
+    before = store.current(name)
+    if params["state"] == "absent":
+        result["previous_digest"] = before
+        if os.path.isdir(store.model_dir(name)):
+            result["changed"] = True
+            if not module.check_mode:
+                store.remove(name)
+                store.collect_garbage()
+        return before
+    if params["state"] == "rollback":
+        result["previous_digest"] = before
+        target = params["digest"] or store.previous(name)
+        if target and target != before:
+            if not store.has_version(name, target):
+                raise StoreError(f"model '{name}' has no staged version {target} to roll back to")
+            result["changed"] = True
+            if not module.check_mode:
+                store.rollback(name, target)
+        result["digest"] = target or before
+    else:
+        sync(module, store, result)
+    if not module.check_mode and result.get("digest") and store.prune(name, params["keep"]):
+        store.collect_garbage()
+    if ids != (-1, -1) and os.path.isdir(store.model_dir(name)):
+        # Ownership and modes drift too: putting them right is a change (reported in check mode).
+        if store.settle_ownership(name, *ids, apply=not module.check_mode):
+            result["changed"] = True
+    digest = result.get("digest")
+    if digest and store.has_version(name, digest):
+        vdir = store.version_dir(name, digest)
+        record = store.read_record(vdir) or {}
+        result.update(version_dir=vdir, files=record.get("files", {}))
+        result.setdefault("shape", record.get("shape"))
+    return before
+
+
 def main():
     module = RegistryModule(
         argument_spec={
@@ -328,6 +376,7 @@ def main():
             "max_extract_bytes": {"type": "int", "default": 8 << 30},
             "owner": {"type": "str"},
             "group": {"type": "str"},
+            "lock_timeout": {"type": "int", "default": 600},
         },
         required_if=[("state", "present", ["ref"]), ("state", "active", ["ref"])],
         supports_check_mode=True,
@@ -345,39 +394,12 @@ def main():
         module.fail_json(msg=f"owner/group not found on the host: {exc}; provision it first "
                              "(role edgeml.fleet.edge_host)", **result)
     try:
-        before = store.current(name)
-        if params["state"] == "absent":
-            result["previous_digest"] = before
-            if os.path.isdir(store.model_dir(name)):
-                result["changed"] = True
-                if not module.check_mode:
-                    store.remove(name)
-                    store.collect_garbage()
-        elif params["state"] == "rollback":
-            result["previous_digest"] = before
-            target = params["digest"] or store.previous(name)
-            if target and target != before:
-                if not store.has_version(name, target):
-                    module.fail_json(msg=f"model '{name}' has no staged version {target} to roll "
-                                         "back to", **result)
-                result["changed"] = True
-                if not module.check_mode:
-                    store.rollback(name, target)
-            result["digest"] = target or before
-        else:
-            sync(module, store, result)
-        if not module.check_mode and params["state"] != "absent" and result.get("digest"):
-            removed = store.prune(name, params["keep"])
-            if removed:
-                store.collect_garbage()
-            if params["owner"] or params["group"]:
-                chown_tree([store.model_dir(name)], *ids)
-        digest = result.get("digest")
-        if digest and params["state"] != "absent" and store.has_version(name, digest):
-            vdir = store.version_dir(name, digest)
-            result["version_dir"] = vdir
-            result["files"] = (store.read_record(vdir) or {}).get("files", {})
-            result.setdefault("shape", store.read_record(vdir).get("shape"))
+        check_model_name(name)
+        if params["digest"]:
+            check_digest(params["digest"], "option digest")
+        # One writer at a time: a second run waits for the lock; check mode only reads.
+        with contextlib.nullcontext() if module.check_mode else store.lock(params["lock_timeout"]):
+            before = apply_state(module, store, result, ids)
     except EdgemlError as exc:
         result["seconds"] = round(time.monotonic() - started, 3)
         module.fail_from(exc, **result)

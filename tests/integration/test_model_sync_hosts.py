@@ -24,10 +24,13 @@ def test_sync_on_lab_hosts_uses_each_sites_endpoints(playbook):
     assert results["edge-c1"]["failed"]
     assert "no registry endpoint was given" in results["edge-c1"]["msg"]
     assert "offline bundle" in results["edge-c1"]["msg"]
-    owner = subprocess.run(["docker", "exec", "edge-a2", "stat", "-c", "%U:%G",
-                            "/var/lib/edgeml/models/fraud-detector-it/current/model.onnx"],
-                           capture_output=True, text=True, check=True).stdout.strip()
-    assert owner == "edgeml:edgeml"
+    owner = subprocess.run(["docker", "exec", "edge-a2", "stat", "-c", "%U:%G %a",
+                            "/var/lib/edgeml/models/fraud-detector-it/current/model.onnx",
+                            "/var/lib/edgeml/models/fraud-detector-it/versions",
+                            "/var/lib/edgeml/models/blobs/sha256"],
+                           capture_output=True, text=True, check=True).stdout.split("\n")
+    # Root's, and the service's group may only read (the service never writes the store).
+    assert owner[:3] == ["root:edgeml 640", "root:edgeml 750", "root:edgeml 750"]
 
     again = playbook(PLAYBOOK, "--limit", "site_site_a:site_site_b")
     assert again.rc == 0

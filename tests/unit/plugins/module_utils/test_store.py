@@ -5,11 +5,13 @@ import hashlib
 import io
 import os
 import tarfile
+import time
 
 import pytest
 
+from ansible_collections.edgeml.fleet.plugins.module_utils import _store
 from ansible_collections.edgeml.fleet.plugins.module_utils._store import (
-    HostileLayer, Store, StoreError)
+    HostileLayer, Store, StoreBusy, StoreError)
 
 
 def put_blob(store, data):
@@ -155,3 +157,111 @@ def test_not_a_tar(tmp_path):
     store = Store(str(tmp_path / "s"))
     with pytest.raises(HostileLayer):
         store.extract_modelcar([put_blob(store, b"garbage" * 100)], str(tmp_path))
+
+
+# -- integrity under crashes and concurrency ------------------------------------------------
+@pytest.mark.parametrize("name", ["blobs", ".hidden", "..", "a/b", "", "A", "x" * 64])
+def test_reserved_and_bad_model_names_are_refused(tmp_path, name):
+    store = Store(str(tmp_path))
+    with pytest.raises(StoreError):
+        store.model_dir(name)
+
+
+def test_absent_on_a_reserved_name_cannot_delete_the_blob_store(tmp_path):
+    store = Store(str(tmp_path))
+    layer = put_blob(store, b"model bytes")
+    with pytest.raises(StoreError, match="reserved"):
+        store.remove("blobs")
+    assert store.has_blob(layer["digest"])
+
+
+def test_a_second_writer_waits_for_the_lock_then_fails_clearly(tmp_path):
+    store = Store(str(tmp_path))
+    with store.lock(timeout=1):
+        started = time.monotonic()
+        with pytest.raises(StoreBusy, match="locked by another run.*Nothing was changed"):
+            with Store(str(tmp_path)).lock(timeout=0.5):
+                pass
+        assert time.monotonic() - started >= 0.5
+    with store.lock(timeout=0.5):  # released when the holder is done
+        pass
+
+
+def test_reused_blob_size_is_always_checked(tmp_path):
+    """A power cut can leave a verified name on zero bytes: it is found and removed."""
+    store = Store(str(tmp_path))
+    layer = put_blob(store, b"model bytes")
+    store.mark_verified([layer["digest"]])
+    assert store.blob_ok(layer["digest"], layer["size"])
+    with open(store.blob_path(layer["digest"]), "wb"):
+        pass  # truncated to zero, name kept
+    assert not store.blob_ok(layer["digest"], layer["size"], repair=False)
+    assert store.has_blob(layer["digest"])  # check mode: reported, nothing removed
+    assert not store.blob_ok(layer["digest"], layer["size"])
+    assert not store.has_blob(layer["digest"])  # removed, so the next sync fetches it again
+
+
+def test_reused_blob_is_rehashed_when_written_after_verification(tmp_path):
+    store = Store(str(tmp_path))
+    layer = put_blob(store, b"model bytes")
+    store.mark_verified([layer["digest"]])
+    path = store.blob_path(layer["digest"])
+    with open(path, "r+b") as handle:  # same size, other bytes, newer mtime
+        handle.write(b"M")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert not store.blob_ok(layer["digest"], layer["size"])
+    assert not store.has_blob(layer["digest"])
+
+
+def test_unrecorded_blob_is_hashed_once_then_trusted_by_its_record(tmp_path, monkeypatch):
+    store = Store(str(tmp_path))
+    layer = put_blob(store, b"model bytes")
+    assert store.blob_ok(layer["digest"], layer["size"])  # hashed and recorded
+    calls = []
+    monkeypatch.setattr(_store, "sha256_file", lambda *a: calls.append(a))
+    assert store.blob_ok(layer["digest"], layer["size"])
+    assert not calls  # the record matched: no second hashing pass
+
+
+def test_verify_blobs_names_a_blob_that_does_not_match(tmp_path):
+    store = Store(str(tmp_path))
+    layer = put_blob(store, b"model bytes")
+    assert store.verify_blobs() == []
+    with open(store.blob_path(layer["digest"]), "r+b") as handle:
+        handle.write(b"X")
+    assert store.verify_blobs() == [f"blob {layer['digest']} does not match its name"]
+
+
+def test_a_damaged_version_is_staged_again(tmp_path):
+    store = Store(str(tmp_path))
+    digest = stage_artifact(store, "m", b"one", "v1")
+    store.activate("m", digest)
+    assert store.version_intact("m", digest)
+    target = os.path.join(store.version_dir("m", digest), "model.onnx")
+    os.unlink(target)
+    with open(target, "wb"):
+        pass
+    assert not store.version_intact("m", digest)
+    layer = put_blob(store, b"one")
+    layer["annotations"] = {"org.opencontainers.image.title": "model.onnx"}
+    store.stage("m", digest, {"shape": "artifact", "blobs": [layer["digest"]]},
+                lambda tmp: store.link_artifact_files([layer], tmp))
+    assert store.version_intact("m", digest)
+    assert (tmp_path / "m" / "current" / "model.onnx").read_bytes() == b"one"
+    assert not [n for n in os.listdir(tmp_path / "m" / "versions") if n.startswith(".")]
+
+
+def test_ownership_drift_is_a_change_and_check_mode_only_reports_it(tmp_path):
+    store = Store(str(tmp_path))
+    digest = stage_artifact(store, "m", b"one", "v1")
+    store.activate("m", digest)
+    uid, gid = os.getuid(), os.getgid()
+    store.settle_ownership("m", uid, gid)  # the test's own tmp_path is 0755
+    assert not store.settle_ownership("m", uid, gid)  # settled: nothing to do
+    path = os.path.join(store.version_dir("m", digest), "model.onnx")
+    os.chmod(path, 0o666)
+    assert store.settle_ownership("m", uid, gid, apply=False)
+    assert os.stat(path).st_mode & 0o777 == 0o666  # check mode changed nothing
+    assert store.settle_ownership("m", uid, gid)
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    assert not store.settle_ownership("m", uid, gid)
