@@ -14,11 +14,12 @@ export EDGEML_LAB_STATE := $(CURDIR)/lab/.state
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
-.PHONY: help venv demo test lint sanity unit molecule integration lab-up lab-down lab-status build clean
+.PHONY: help venv demo test soak lint sanity unit molecule integration lab-up lab-down lab-status build clean
 
 help:
 	@echo "make demo   bring the lab up and run edgeml.fleet.site against it"
 	@echo "make test   lint, sanity, unit, integration and molecule tests"
+	@echo "make soak   the long trials: 50 kill -9 crash trials, big property-based budgets"
 	@echo "make lab-up | lab-down | lab-status | build | clean"
 
 # --- environment --------------------------------------------------------------------------
@@ -74,6 +75,11 @@ sanity: venv
 	@cd $(SANITY) && git init -q && git add -A
 	$(PY) tests/sanity/seed_get_pip.py
 	cd $(SANITY) && $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
+
+# The long versions of trials that make test runs small (not part of make test).
+soak: lab-up
+	EDGEML_CRASH_TRIALS=50 EDGEML_HYPOTHESIS_EXAMPLES=5000 \
+	  $(BIN)/pytest -q tests/integration/test_store_crash.py tests/unit/plugins/module_utils
 
 build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path build/

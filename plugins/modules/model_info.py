@@ -13,7 +13,8 @@ version_added: 0.1.0
 description:
   - Lists the models in the store, their staged versions, the active (C(current)) and rollback
     (C(previous)) digests and sizes.
-  - With O(verify=true), re-hashes every file of every version against its recorded digest.
+  - With O(verify=true), re-hashes every file of every version against its recorded digest,
+    and every blob of the store against its name.
 author: edgeml.fleet developers (@edgeml)
 extends_documentation_fragment:
   - edgeml.fleet.read_only
@@ -108,6 +109,8 @@ def main():
                 problems.append(f"{name}: current points at {current}, which is not staged")
             models[name] = {"current": current, "previous": store.previous(name),
                             "versions": versions}
+        if module.params["verify"]:
+            problems.extend(store.verify_blobs())
     except StoreError as exc:
         module.fail_json(msg=exc.msg)
     module.exit_json(changed=False, models=models, intact=not problems, problems=problems)
