@@ -125,6 +125,8 @@ import json
 import os
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._common import RegistryModule
+from ansible_collections.edgeml.fleet.plugins.module_utils._digest import digest_hex
+from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
     INDEX_TYPES, REF_NAME, MACHINE_TO_OCI, OCIError, parse_manifest, parse_ref)
 from ansible_collections.edgeml.fleet.plugins.module_utils._transfer import download_blob
@@ -143,7 +145,7 @@ class Layout:
         self.keep = set()  # every blob the layout must hold
 
     def path(self, digest):
-        return os.path.join(self.blob_dir, digest.split(":", 1)[1])
+        return os.path.join(self.blob_dir, digest_hex(digest))
 
     def has(self, digest, size=None):
         path = self.path(digest)
@@ -293,7 +295,7 @@ def main():
         layout.write_index(entries)
         if params["prune"]:
             layout.prune()
-    except OCIError as exc:
+    except EdgemlError as exc:
         module.fail_from(exc, **result)
     except OSError as exc:
         module.fail_json(msg=f"cannot write the layout at {params['dest']}: {exc}", **result)
