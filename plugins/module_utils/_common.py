@@ -3,7 +3,13 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Private to edgeml.fleet: the registry options every registry-facing module shares."""
+"""Private to edgeml.fleet: the registry options every registry-facing module shares.
+
+An endpoint of registries may be a dict with its own username and password. AnsibleModule
+hides no_log options, but not values inside raw list elements: RegistryModule adds every such
+password to no_log_values as soon as the arguments are read, so it is masked in the logged
+invocation, in results and in messages alike.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +33,13 @@ REGISTRY_ARGS = {
 }
 
 
+def endpoint_passwords(endpoints):
+    """The passwords inside endpoint dicts (a list of endpoints, or one endpoint)."""
+    endpoints = endpoints if isinstance(endpoints, list) else [endpoints]
+    return {e["password"] for e in endpoints
+            if isinstance(e, dict) and isinstance(e.get("password"), str) and e["password"]}
+
+
 class RegistryModule(AnsibleModule):
     """AnsibleModule with the shared registry options and one way to fail."""
 
@@ -41,8 +54,18 @@ class RegistryModule(AnsibleModule):
         if self.params["retries"] < 0:
             self.fail_json(msg=f"retries must be 0 or more, got {self.params['retries']}")
 
+    def _load_params(self):
+        """Read the arguments, then mask endpoint passwords before anything logs or returns them."""
+        super()._load_params()
+        for option in ("registries", "registry"):
+            self.no_log_values.update(endpoint_passwords(self.params.get(option)))
+
     def clients(self):
-        """One client per endpoint, in order (mirror first, then core)."""
+        """One client per endpoint, in order (mirror first, then core).
+
+        An endpoint dict's own username/password are used for it; username and password apply
+        to the endpoints that name none.
+        """
         endpoints = self.params.get("registries") or []
         if self.params.get("registry"):
             endpoints = [self.params["registry"]]

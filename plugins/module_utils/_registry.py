@@ -5,26 +5,49 @@
 
 """Private to edgeml.fleet: the registry HTTP client (OCI distribution API, pull and push)
 and its auth. Standard library and ansible.module_utils only: it runs on edge hosts.
-Credentials are held in the client and never put into messages or return values.
+
+The registry, a mirror, a token service and a storage redirect may all be hostile. The rules:
+
+- Credentials (the endpoint's username/password, a basic header, a bearer token) go only to
+  the registry's own scheme, host and port, and only over https, or over plain http when the
+  registry is on loopback (a lab). A registry on plain http elsewhere is used anonymously.
+- A token realm is contacted only if it is https, or on the registry's own scheme, host and
+  port; anything else is refused with an AuthError naming the realm.
+- Blob redirects (storage) are followed by hand, at most MAX_REDIRECTS hops, each one checked:
+  only http and https targets, never from https down to http, and never with credentials.
+- A manifest is read to at most MAX_MANIFEST_BYTES; one fetched by digest must hash to it.
+- Error bodies and token answers are read to a small cap. Credentials are held in the client
+  and never put into messages or return values.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import json
 import re
 import socket
 import ssl
+from http.client import HTTPException
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from ansible.module_utils.urls import Request
 
-from ansible_collections.edgeml.fleet.plugins.module_utils._layout import LayoutClient
+from ansible_collections.edgeml.fleet.plugins.module_utils._digest import (
+    MAX_MANIFEST_BYTES, BadDigest, digest_hex)
+from ansible_collections.edgeml.fleet.plugins.module_utils._layout import (
+    LayoutClient, check_manifest, read_capped)
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
     DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, AuthError, NotFound, OCIError,
     Unreachable)
+
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 5
+MAX_SMALL_BODY = 1 << 20  # token answers and error bodies
+DEFAULT_PORTS = {"http": 80, "https": 443}
+ENDPOINT_KEYS = ("url", "kind", "ca_file", "ca_path", "username", "password")
 
 
 def _challenge(header):
@@ -34,6 +57,43 @@ def _challenge(header):
     return scheme.lower(), params
 
 
+def origin(url):
+    """(scheme, host, port) of a URL: what 'the same registry' means for credentials."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
+
+
+def is_loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def may_carry_credentials(url):
+    """https, or plain http to a loopback address (a lab registry on the host itself)."""
+    scheme, host, _port = origin(url)
+    return scheme == "https" or scheme == "http" and is_loopback(host)
+
+
+def shown(url):
+    """A URL fit for a message: no user info, query or fragment (pre-signed storage URLs)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else url[:80]
+
+
+def _status(resp):
+    return getattr(resp, "status", None) or resp.code
+
+
 class RegistryClient:
     """One registry endpoint: https://host[:port]."""
 
@@ -41,56 +101,84 @@ class RegistryClient:
                  timeout=30):
         self.url = url.rstrip("/")
         self.name = self.url
-        self._creds = (username, password) if username else None
+        self._creds = (username, password or "") if username else None
         self._tokens = {}  # scope -> bearer token
         self._basic = False
+        # No redirects (each hop is checked by hand), no ~/.netrc, no transparent gunzip.
         self._http = Request(validate_certs=validate_certs, ca_path=ca_path, timeout=timeout,
-                             follow_redirects="none", http_agent="edgeml.fleet")
+                             follow_redirects="none", http_agent="edgeml.fleet", use_netrc=False,
+                             decompress=False)
         self.timeout = timeout
 
-    # -- HTTP ------------------------------------------------------------------------------
+    # -- credentials -------------------------------------------------------------------------
+    def _basic_header(self):
+        raw = f"{self._creds[0]}:{self._creds[1]}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
     def _auth_header(self, scope):
         if scope in self._tokens:
             return {"Authorization": f"Bearer {self._tokens[scope]}"}
         if self._basic and self._creds:
-            raw = f"{self._creds[0]}:{self._creds[1]}".encode()
-            return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+            return self._basic_header()
         return {}
+
+    def _check_credentials_allowed(self):
+        if self._creds and not may_carry_credentials(self.url):
+            raise AuthError(f"{self.name}: refusing to send credentials over plain http to a "
+                            "registry that is not on loopback; use https (credentials go over "
+                            "plain http only to a lab registry on 127.0.0.1 or ::1)", self.name)
+
+    def _check_realm(self, realm):
+        scheme, host, _port = origin(realm)
+        if (scheme == "https" and host) or origin(realm) == origin(self.url):
+            return
+        raise AuthError(f"{self.name}: refusing the token realm {shown(realm)}: a token service "
+                        "is contacted only over https, or on the registry's own scheme, host and "
+                        "port", self.name)
 
     def _fetch_token(self, params, scope):
         realm = params.get("realm")
         if not realm:
             raise AuthError(f"{self.name} asked for a bearer token but named no realm", self.name)
-        query = {k: v for k, v in (("service", params.get("service")),
-                                   ("scope", scope or params.get("scope"))) if v}
+        self._check_realm(realm)
         headers = {}
         if self._creds:
-            raw = f"{self._creds[0]}:{self._creds[1]}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+            self._check_credentials_allowed()
+            headers = self._basic_header()
+        query = {k: v for k, v in (("service", params.get("service")),
+                                   ("scope", scope or params.get("scope"))) if v}
         try:
             resp = self._http.open("GET", realm + ("&" if "?" in realm else "?") + urlencode(query),
                                    headers=headers)
-            body = json.loads(resp.read())
+            body = json.loads(read_capped(resp, MAX_SMALL_BODY))
+            token = body.get("token") or body.get("access_token")
         except HTTPError as exc:
             if exc.code in (401, 403):
-                raise AuthError(f"{self.name}: the token service {realm} refused the credentials "
-                                f"(HTTP {exc.code}); check username and password", self.name, exc.code)
-            raise Unreachable(f"{self.name}: the token service {realm} answered HTTP {exc.code}",
-                              self.name, exc.code)
-        except (URLError, OSError, ValueError) as exc:
-            raise Unreachable(f"{self.name}: no token from {realm}: {exc}", self.name)
-        token = body.get("token") or body.get("access_token")
-        if not token:
-            raise AuthError(f"{self.name}: the token service {realm} returned no token", self.name)
+                raise AuthError(f"{self.name}: the token service {shown(realm)} refused the "
+                                f"credentials (HTTP {exc.code}); check username and password",
+                                self.name, exc.code)
+            raise Unreachable(f"{self.name}: the token service {shown(realm)} answered HTTP "
+                              f"{exc.code}", self.name, exc.code)
+        except (URLError, OSError, HTTPException, ValueError, AttributeError) as exc:
+            raise Unreachable(f"{self.name}: no token from {shown(realm)}: {exc}", self.name)
+        if not isinstance(token, str) or not token:
+            raise AuthError(f"{self.name}: the token service {shown(realm)} returned no token",
+                            self.name)
         self._tokens[scope] = token
 
+    # -- HTTP --------------------------------------------------------------------------------
     def request(self, method, path, scope, headers=None, data=None, ok=(200,), what=None):
-        """Send a request, answering one auth challenge; return the open response."""
+        """Send a request, answering one auth challenge; return the open response.
+
+        Credentials go only to the registry's own origin (an upload Location elsewhere gets none).
+        """
         url = path if path.startswith(("http://", "https://")) else self.url + path
+        own = origin(url) == origin(self.url)
         what = what or f"{method} {path}"
         for attempt in (1, 2):
             all_headers = dict(headers or {})
-            all_headers.update(self._auth_header(scope))
+            if own:
+                all_headers.update(self._auth_header(scope))
             try:
                 resp = self._http.open(method, url, data=data, headers=all_headers)
                 if resp.status in ok:
@@ -98,38 +186,38 @@ class RegistryClient:
                 raise OCIError(f"{self.name}: {what}: unexpected HTTP {resp.status}", self.name,
                                resp.status)
             except HTTPError as exc:
-                if exc.code == 401 and attempt == 1:
+                if exc.code == 401 and attempt == 1 and own:
                     scheme, params = _challenge(exc.headers.get("WWW-Authenticate"))
                     if scheme == "bearer":
                         self._fetch_token(params, scope)
                         continue
                     if scheme == "basic" and self._creds and not self._basic:
+                        self._check_credentials_allowed()
                         self._basic = True
                         continue
                 if exc.code in ok:
                     return exc
                 raise self._http_error(exc, what)
-            except ssl.SSLError as exc:
-                raise Unreachable(self._tls_message(exc), self.name)
-            except URLError as exc:
-                if isinstance(exc.reason, ssl.SSLError):
-                    raise Unreachable(self._tls_message(exc.reason), self.name)
-                raise Unreachable(f"{self.name} is unreachable: {exc.reason}", self.name)
-            except (socket.timeout, TimeoutError):
-                raise Unreachable(f"{self.name} did not answer within {self.timeout} s", self.name)
-            except (ConnectionError, OSError) as exc:
-                raise Unreachable(f"{self.name} is unreachable: {exc}", self.name)
+            except (URLError, OSError, HTTPException) as exc:
+                raise self._network_error(exc)
         raise AuthError(f"{self.name}: {what}: still unauthorized after authenticating", self.name, 401)
 
-    def _tls_message(self, exc):
-        return (f"{self.name}: TLS failed: {getattr(exc, 'reason', None) or exc}. The registry's "
-                "certificate does not verify; give the CA that signed it with ca_path (or the "
-                "endpoint's ca_file), or fix the certificate; validate_certs=false is for labs only")
+    def _network_error(self, exc):
+        reason = exc.reason if isinstance(exc, URLError) else exc
+        if isinstance(reason, ssl.SSLError):
+            return Unreachable(f"{self.name}: TLS failed: {getattr(reason, 'reason', None) or reason}. "
+                               "The registry's certificate does not verify; give the CA that signed "
+                               "it with ca_path (or the endpoint's ca_file), or fix the certificate; "
+                               "validate_certs=false is for labs only", self.name)
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            return Unreachable(f"{self.name} did not answer within {self.timeout} s", self.name)
+        return Unreachable(f"{self.name} is unreachable: {reason}", self.name)
 
     def _http_error(self, exc, what):
         try:
-            detail = json.loads(exc.read() or b"{}").get("errors", [{}])[0].get("message", "")
-        except (ValueError, AttributeError, IndexError, OSError):
+            detail = json.loads(exc.read(MAX_SMALL_BODY) or b"{}").get("errors", [{}])[0].get("message", "")
+            detail = str(detail)[:200]
+        except (ValueError, AttributeError, IndexError, OSError, HTTPException):
             detail = ""
         detail = f" ({detail})" if detail else ""
         if exc.code == 401:
@@ -151,34 +239,72 @@ class RegistryClient:
                                exc.code)
         return OCIError(f"{self.name}: {what}: HTTP {exc.code}{detail}", self.name, exc.code)
 
-    # -- pull ------------------------------------------------------------------------------
+    # -- pull --------------------------------------------------------------------------------
     def get_manifest(self, repo, reference):
-        """-> (body bytes, media type, digest) of a manifest or index."""
+        """-> (body bytes, media type, digest) of a manifest or index.
+
+        At most MAX_MANIFEST_BYTES are read; a manifest asked for by digest must hash to it.
+        """
+        by_digest = ":" in reference  # tags have no colon
+        what = f"manifest {repo}@{reference}" if by_digest else f"manifest {repo}:{reference}"
+        if by_digest:
+            _checked_digest(reference, f"{self.name}: {what}")
         accept = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST))
         resp = self.request("GET", f"/v2/{repo}/manifests/{reference}", f"repository:{repo}:pull",
-                            headers={"Accept": accept}, what=f"manifest {repo}:{reference}"
-                            if not reference.startswith("sha256:") else f"manifest {repo}@{reference}")
-        body = resp.read()
+                            headers={"Accept": accept}, what=what)
+        try:
+            body = read_capped(resp, MAX_MANIFEST_BYTES)
+        except (OSError, HTTPException) as exc:
+            raise self._network_error(exc)
+        finally:
+            resp.close()
         media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
-        return body, media_type, "sha256:" + hashlib.sha256(body).hexdigest()
+        digest = check_manifest(f"{self.name}: {what}", body, reference if by_digest else None)
+        return body, media_type, digest
 
     def open_blob(self, repo, digest, offset=0):
-        """An open response for a blob from offset (status 206) or whole (200)."""
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        what = f"blob {digest[:19]}… of {repo}"
-        resp = self.request("GET", f"/v2/{repo}/blobs/{digest}", f"repository:{repo}:pull",
-                            headers=headers, ok=(200, 206, 307, 302, 303, 416), what=what)
-        status = getattr(resp, "status", None) or resp.code
-        if status in (302, 303, 307):  # storage redirect: no registry credentials to it
-            location = urljoin(self.url + f"/v2/{repo}/blobs/{digest}", resp.headers["Location"])
-            try:
-                resp = self._http.open("GET", location, headers=headers, follow_redirects="all")
-            except HTTPError as exc:
-                raise self._http_error(exc, what)
-            status = resp.status
-        return resp, status
+        """An open response for a blob from offset (status 206), whole (200) or done (416).
 
-    # -- push ------------------------------------------------------------------------------
+        Storage redirects are followed here, hop by hop, with no registry credentials.
+        """
+        _checked_digest(digest, f"{self.name}: blob of {repo}")
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        what = f"blob {digest} of {repo}"
+        url = f"{self.url}/v2/{repo}/blobs/{digest}"
+        resp = self.request("GET", url, f"repository:{repo}:pull", headers=headers,
+                            ok=(200, 206, 416) + REDIRECTS, what=what)
+        hops = 0
+        while _status(resp) in REDIRECTS:
+            hops += 1
+            resp.close()
+            if hops > MAX_REDIRECTS:
+                raise OCIError(f"{self.name}: {what}: more than {MAX_REDIRECTS} redirects; "
+                               "refusing to follow more", self.name)
+            url = self._redirect_target(url, resp.headers.get("Location"), what)
+            try:
+                resp = self._http.open("GET", url, headers=headers)
+            except HTTPError as exc:
+                if exc.code not in REDIRECTS + (416,):
+                    raise self._http_error(exc, f"{what} (redirected to {shown(url)})")
+                resp = exc
+            except (URLError, OSError, HTTPException) as exc:
+                raise self._network_error(exc)
+        return resp, _status(resp)
+
+    def _redirect_target(self, current, location, what):
+        if not location:
+            raise OCIError(f"{self.name}: {what}: a redirect without a Location", self.name)
+        target = urljoin(current, location.strip())
+        scheme, host, _port = origin(target)
+        if scheme not in ("http", "https") or not host:
+            raise OCIError(f"{self.name}: {what}: refusing the redirect to {shown(target)}: only "
+                           "http and https storage redirects are followed", self.name)
+        if origin(current)[0] == "https" and scheme == "http":
+            raise OCIError(f"{self.name}: {what}: refusing the redirect from https to plain http "
+                           f"({shown(target)})", self.name)
+        return target
+
+    # -- push --------------------------------------------------------------------------------
     def blob_exists(self, repo, digest):
         try:
             self.request("HEAD", f"/v2/{repo}/blobs/{digest}", f"repository:{repo}:pull,push")
@@ -212,19 +338,50 @@ class RegistryClient:
         return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
-def make_client(endpoint, username=None, password=None, validate_certs=True, ca_path=None,
-                timeout=30):
-    """A client for one endpoint: a dict {url, ca_file?} or a string URL / oci-layout:PATH."""
+def _checked_digest(digest, where):
+    try:
+        return digest_hex(digest)
+    except BadDigest as exc:
+        raise OCIError(f"{where}: {exc.msg}")
+
+
+def _describe(endpoint):
+    """An endpoint for a message: a dict by its url and keys only (it may hold a password)."""
     if isinstance(endpoint, dict):
         url = endpoint.get("url")
+        return f"{shown(url) if isinstance(url, str) else url!r} (keys: " \
+               f"{', '.join(sorted(map(str, endpoint)))})"
+    return shown(endpoint) if isinstance(endpoint, str) else repr(endpoint)[:80]
+
+
+def make_client(endpoint, username=None, password=None, validate_certs=True, ca_path=None,
+                timeout=30):
+    """A client for one endpoint: a string URL or oci-layout:PATH, or a dict {url, ca_file?,
+    username?, password?}. A dict that names a username or password uses its own, for that
+    endpoint only; the given username/password apply to endpoints that name none."""
+    if isinstance(endpoint, dict):
+        unknown = sorted(set(map(str, endpoint)) - set(ENDPOINT_KEYS))
+        if unknown:
+            raise OCIError(f"registry endpoint {_describe(endpoint)}: unknown key(s) "
+                           f"{', '.join(unknown)}; expected {', '.join(ENDPOINT_KEYS)}")
+        url = endpoint.get("url")
         ca_path = endpoint.get("ca_file") or endpoint.get("ca_path") or ca_path
+        if "username" in endpoint or "password" in endpoint:
+            username, password = endpoint.get("username"), endpoint.get("password")
+        if not all(v is None or isinstance(v, str) for v in (username, password)):
+            raise OCIError(f"registry endpoint {_describe(endpoint)}: username and password must "
+                           "be strings")
     else:
         url = endpoint
     if not isinstance(url, str) or not url:
-        raise OCIError(f"registry endpoint {endpoint!r} has no url")
+        raise OCIError(f"registry endpoint {_describe(endpoint)} has no url")
     if url.startswith("oci-layout:"):
         return LayoutClient(url[len("oci-layout:"):])
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.netloc:
-        raise OCIError(f"registry endpoint '{url}' is not https://HOST[:PORT] or oci-layout:PATH")
+        raise OCIError(f"registry endpoint '{shown(url)}' is not https://HOST[:PORT] or "
+                       "oci-layout:PATH")
+    if "@" in parts.netloc:
+        raise OCIError(f"registry endpoint '{shown(url)}' has credentials in its URL; give them "
+                       "as username and password instead")
     return RegistryClient(url, username, password, validate_certs, ca_path, timeout)

@@ -3,7 +3,12 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Private to edgeml.fleet: blob downloads: streamed, verified while streaming, resumable."""
+"""Private to edgeml.fleet: blob downloads: streamed, verified while streaming, resumable.
+
+A source may lie about a blob: it may send more than the descriptor declares, or never stop.
+Reading stops one byte past the declared size (past max_bytes when no size is declared),
+counted over the partial file and every resume, and such a blob is refused.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +19,21 @@ import threading
 import time
 from http.client import HTTPException
 
-from ansible_collections.edgeml.fleet.plugins.module_utils._digest import sha256_file
+from ansible_collections.edgeml.fleet.plugins.module_utils._digest import BadDigest, digest_hex, sha256_file
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import DigestMismatch, OCIError, Unreachable
 
 CHUNK = 1 << 20
+WRITEBACK = 32 << 20  # start writing to disk every this many bytes, so the final fsync is short
+MAX_UNSIZED_BLOB = 16 << 30  # the cap on a blob whose descriptor declares no size
 
 
 class BrokenTransfer(Exception):
     """A download ended early; it can resume where it stopped."""
 
 
-def _stream(resp, out, hasher, progress=None):
-    """Copy resp to out, hashing; the write and the hash of one chunk overlap the next read.
+def _stream(resp, out, hasher, budget, progress=None):
+    """Copy at most budget bytes of resp to out, hashing; the write and the hash of one chunk
+    overlap the next read.
 
     Returns the bytes written. hashlib, file writes and socket reads all release the GIL, so
     on two cores this runs near the speed of the network instead of the sum of the three.
@@ -34,6 +42,7 @@ def _stream(resp, out, hasher, progress=None):
     errors = []
 
     def sink():
+        unsynced = 0
         while True:
             chunk = chunks.get()
             if chunk is None:
@@ -42,6 +51,10 @@ def _stream(resp, out, hasher, progress=None):
                 try:
                     out.write(chunk)
                     hasher.update(chunk)
+                    unsynced += len(chunk)
+                    if unsynced >= WRITEBACK:
+                        unsynced = 0
+                        _start_writeback(out)
                 except OSError as exc:
                     errors.append(exc)
 
@@ -49,8 +62,8 @@ def _stream(resp, out, hasher, progress=None):
     writer.start()
     count = 0
     try:
-        while not errors:
-            chunk = resp.read(CHUNK)
+        while not errors and count < budget:
+            chunk = resp.read(min(CHUNK, budget - count))
             if not chunk:
                 break
             chunks.put(chunk)
@@ -65,17 +78,46 @@ def _stream(resp, out, hasher, progress=None):
     return count
 
 
-def download_blob(client, repo, digest, dest, size=None, retries=2, progress=None):
+def _start_writeback(out):
+    """Ask the kernel to start writing what is written so far (asynchronously)."""
+    out.flush()
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def _fsync_then_rename(partial, dest):
+    """Publish a verified blob: its bytes reach the disk before its verified name does."""
+    fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(partial, dest)
+    fd = os.open(os.path.dirname(dest), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def download_blob(client, repo, digest, dest, size=None, retries=2, progress=None,
+                  max_bytes=MAX_UNSIZED_BLOB):
     """Stream a blob to dest, checking sha256 while streaming; resume from dest.partial.
 
-    Returns the number of bytes fetched over the wire. dest appears only when verified.
+    dest is the caller's store path of the blob, named by the digest's hex. At most size + 1
+    bytes (max_bytes + 1 when size is None) reach dest.partial over all resumes; a source that
+    sends more is refused. Returns the number of bytes fetched over the wire. dest appears only
+    when verified.
     """
+    if os.path.basename(dest) != digest_hex(digest):
+        raise BadDigest(f"blob {digest}: the download target {dest} is not named by its digest")
+    limit = max_bytes if size is None else size
     partial = dest + ".partial"
     hasher = hashlib.sha256()
     offset = 0
     if os.path.exists(partial):
         offset = os.path.getsize(partial)
-        if size is not None and offset > size:
+        if offset > limit:
             os.unlink(partial)
             offset = 0
         else:
@@ -94,8 +136,14 @@ def download_blob(client, repo, digest, dest, size=None, retries=2, progress=Non
                 offset = start = 0  # the server ignored Range: start again
                 hasher = hashlib.sha256()
             with open(partial, "ab" if offset else "wb") as out:
-                offset = start + _stream(resp, out, hasher, progress)
+                offset = start + _stream(resp, out, hasher, limit + 1 - start, progress)
             resp.close()
+            if offset > limit:
+                os.unlink(partial)
+                declared = f"the {size} bytes its descriptor declares" if size is not None else \
+                    f"{max_bytes} bytes, the limit for a blob of undeclared size"
+                raise DigestMismatch(f"{client.name}: blob {digest} of {repo} is longer than "
+                                     f"{declared}; stopped reading and refused it", client.name)
             if size is None or offset >= size:
                 fetched += offset - start
                 break
@@ -126,5 +174,5 @@ def download_blob(client, repo, digest, dest, size=None, retries=2, progress=Non
         os.unlink(partial)
         raise DigestMismatch(f"{client.name}: blob {digest} is {offset} bytes, the manifest says "
                              f"{size}", client.name)
-    os.replace(partial, dest)
+    _fsync_then_rename(partial, dest)
     return fetched

@@ -15,6 +15,7 @@ import os
 import secrets
 import select
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -82,8 +83,15 @@ class TokenIssuer:
             def log_message(self, *args):
                 pass
 
+        # Over TLS from the lab CA: clients send credentials only to an https realm (or to one
+        # on the registry's own host and port).
+        from lab import pki  # pylint: disable=import-outside-toplevel
+        cert, key = pki.ensure_server_cert("test-token-issuer", ["localhost"])
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(str(cert), str(key))
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.realm = f"https://127.0.0.1:{self.server.server_address[1]}/token"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def token(self, scope):
