@@ -39,6 +39,12 @@ options:
       ca_file:
         description: CA bundle, on the edge hosts, that signs the registry's certificate.
         type: path
+      username:
+        description: The core registry's own user, when it differs from C(edgeml_registry_username).
+        type: str
+      password:
+        description: Its password, as a Jinja reference to a vaulted variable.
+        type: str
   sites:
     description: The sites of the estate.
     type: list
@@ -67,6 +73,16 @@ options:
           ca_file:
             description: CA bundle on the hosts for the mirror's certificate.
             type: path
+          username:
+            description:
+              - The mirror's own user, when it differs from C(edgeml_registry_username).
+            type: str
+          password:
+            description:
+              - The mirror's own password; write a Jinja reference to a vaulted variable such as
+                V({{ vault_mirror_password }}), never the password itself. It is templated on use
+                and masked in module output.
+            type: str
       timezone:
         description: IANA timezone of the site's maintenance windows.
         type: str
@@ -185,7 +201,7 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TOP_KEYS = ("plugin", "registry", "sites", "compose", "groups", "keyed_groups", "strict",
             "leading_separator", "use_extra_vars", "use_vars_plugins", "cache", "cache_plugin",
             "cache_timeout", "cache_connection", "cache_prefix")
-ENDPOINT_KEYS = ("url", "ca_file")
+ENDPOINT_KEYS = ("url", "ca_file", "username", "password")
 SITE_KEYS = ("name", "connectivity", "mirror", "timezone", "maintenance_windows", "vars", "hosts")
 HOST_KEYS = ("name", "address", "port", "user", "connection", "arch", "accelerator", "labels",
              "vars")
@@ -361,6 +377,12 @@ def _endpoint(value, where, field, kind):
             raise where.error(f"{field}.ca_file", f"expected an absolute path on the hosts, "
                                                   f"got {ca_file!r}")
         endpoint["ca_file"] = ca_file
+    for key in ("username", "password"):  # this endpoint's own credentials (a mirror's, say)
+        if value.get(key) is not None:
+            if not isinstance(value[key], str) or not value[key]:
+                raise where.error(f"{field}.{key}", "expected a non-empty string (for a password, "
+                                                    "a Jinja reference to a vaulted variable)")
+            endpoint[key] = value[key]
     return endpoint
 
 

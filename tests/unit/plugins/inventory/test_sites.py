@@ -78,6 +78,25 @@ def test_disconnected_site_with_seeded_mirror_uses_only_the_mirror(tmp_path):
         {"url": "https://ship-mirror", "kind": "mirror"}]
 
 
+def test_a_mirror_may_have_its_own_credentials(tmp_path):
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    data["sites"][1]["mirror"].update(username="wind", password="{{ vault_wind_password }}")
+    inventory = parse(tmp_path, data)
+    mirror, core = hostvars(inventory, "w1")["edgeml_registry_endpoints"]
+    assert (mirror["username"], mirror["password"]) == ("wind", "{{ vault_wind_password }}")
+    template = pytest.importorskip("ansible.template")
+    assert template.is_trusted_as_template(mirror["password"])  # rendered on use, from the vault
+    assert "username" not in core and "password" not in core  # core: the fleet's credentials
+
+
+@pytest.mark.parametrize("value", ["", 12, ["x"]])
+def test_endpoint_credentials_must_be_strings(tmp_path, value):
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    data["sites"][1]["mirror"]["password"] = value
+    with pytest.raises(AnsibleParserError, match="mirror.password"):
+        parse(tmp_path, data)
+
+
 def test_maintenance_windows(tmp_path):
     inventory = parse(tmp_path, GOOD)
     assert hostvars(inventory, "w1")["edgeml_maintenance_windows"] == [
