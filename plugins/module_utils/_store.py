@@ -25,19 +25,20 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import gzip
-import hashlib
 import json
 import os
 import re
 import shutil
 import stat
-import tarfile
 import tempfile
 import time
 
-from ansible_collections.edgeml.fleet.plugins.module_utils._digest import digest_hex, sha256_file
+from ansible_collections.edgeml.fleet.plugins.module_utils._digest import (
+    digest_hex, file_digest, sha256_file)
 from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
+from ansible_collections.edgeml.fleet.plugins.module_utils._files import (
+    fsync_dir, fsync_tree, write_file_atomic)
+from ansible_collections.edgeml.fleet.plugins.module_utils._layer import HostileLayer, extract_layers
 
 MODEL_RE = re.compile(r"\A[a-z0-9][a-z0-9_.-]{0,62}\Z")
 RESERVED_NAMES = frozenset({"blobs"})  # names of the store's own entries at its top level
@@ -49,10 +50,6 @@ VERIFIED_FILE = "verified.json"
 
 class StoreError(EdgemlError):
     """The store refused or could not do something; .msg says what and where."""
-
-
-class HostileLayer(StoreError):
-    pass
 
 
 class StoreBusy(StoreError):
@@ -71,46 +68,6 @@ def check_model_name(name):
 
 def _hex(digest):
     return digest_hex(digest)
-
-
-def _fsync_path(path, flags=os.O_RDONLY):
-    fd = os.open(path, flags | os.O_NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path):
-    _fsync_path(path, os.O_RDONLY | os.O_DIRECTORY)
-
-
-def fsync_tree(top):
-    """fsync every regular file and directory under top (links are not followed)."""
-    for dirpath, _dirs, names in os.walk(top):
-        for name in names:
-            path = os.path.join(dirpath, name)
-            if stat.S_ISREG(os.lstat(path).st_mode):
-                _fsync_path(path)
-        _fsync_dir(dirpath)
-
-
-def write_file_atomic(path, data):
-    """Write bytes to path by temp file + fsync + rename + fsync of the directory."""
-    directory = os.path.dirname(path)
-    handle, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o640)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
 
 
 class Store:
@@ -202,14 +159,8 @@ class Store:
         record = self.read_record(vdir)
         if not record:
             return False
-        for rel, info in (record.get("files") or {}).items():
-            try:
-                found = os.lstat(os.path.join(vdir, rel))
-            except OSError:
-                return False
-            if not stat.S_ISREG(found.st_mode) or found.st_size != info.get("size"):
-                return False
-        return True
+        return not any(_entry_problem(vdir, rel, info, full=False)
+                       for rel, info in (record.get("files") or {}).items())
 
     def ensure_dirs(self):
         for path in (self.root, os.path.dirname(self.blobs), self.blobs):
@@ -305,7 +256,7 @@ class Store:
                 shutil.rmtree(old)
             else:
                 os.rename(tmp, final)
-            _fsync_dir(parent)
+            fsync_dir(parent)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -341,18 +292,12 @@ class Store:
         return files
 
     def extract_modelcar(self, layers, target, model_path="/models", max_bytes=8 << 30):
-        """Container image: apply tar layers in order, keeping only files under model_path."""
-        prefix = model_path.strip("/") + "/"
-        for layer in layers:
-            _extract_layer(self.blob_path(layer["digest"]), layer["digest"], target, prefix,
-                           max_bytes)
-        files = {}
-        for dirpath, _dirs, names in os.walk(target):
-            for name in names:
-                path = os.path.join(dirpath, name)
-                rel = os.path.relpath(path, target)
-                files[rel] = {"digest": "sha256:" + _sha256(path), "size": os.path.getsize(path)}
-        if not files:
+        """Container image: apply tar layers in order, keeping only what lies under model_path
+        (the rules against hostile layers are in _layer.py). Symlinks are recorded as
+        {"link": text}, regular files as {"digest", "size"}."""
+        blobs = [(self.blob_path(layer["digest"]), layer["digest"]) for layer in layers]
+        files = extract_layers(blobs, target, model_path.strip("/") + "/", max_bytes)
+        if not any("digest" in info for info in files.values()):
             raise StoreError(f"the image has no files under {model_path}; set model_path to where "
                              "the model lies in the image")
         return files
@@ -365,7 +310,7 @@ class Store:
             os.unlink(tmp)
         os.symlink(os.path.join("versions", _hex(digest)), tmp)
         os.replace(tmp, os.path.join(base, link))
-        _fsync_dir(base)
+        fsync_dir(base)
 
     def activate(self, model, digest):
         """Make digest current; the old current becomes previous. Returns the old current."""
@@ -389,7 +334,7 @@ class Store:
         previous = os.path.join(self.model_dir(model), "previous")
         if os.path.lexists(previous):
             os.unlink(previous)
-            _fsync_dir(self.model_dir(model))
+            fsync_dir(self.model_dir(model))
         return old
 
     def remove(self, model):
@@ -486,117 +431,26 @@ class Store:
             return [f"{model} {digest}: no version record"]
         problems = []
         for rel, info in sorted(record.get("files", {}).items()):
-            path = os.path.join(vdir, rel)
-            if not os.path.isfile(path):
-                problems.append(f"{model} {digest[:19]}…: {rel} is missing")
-            elif "sha256:" + _sha256(path) != info["digest"]:
-                problems.append(f"{model} {digest[:19]}…: {rel} does not match {info['digest']}")
+            problem = _entry_problem(vdir, rel, info, full=True)
+            if problem:
+                problems.append(f"{model} {digest[:19]}…: {rel} {problem}")
         return problems
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _open_layer(path):
-    with open(path, "rb") as handle:
-        magic = handle.read(2)
-    if magic == b"\x1f\x8b":
-        return tarfile.open(fileobj=gzip.open(path, "rb"), mode="r|")
-    return tarfile.open(path, mode="r|")
-
-
-def _inside(root, path):
-    root = os.path.realpath(root)
-    return os.path.commonpath([root, os.path.realpath(path)]) == root
-
-
-def _extract_layer(blob, digest, target, prefix, max_bytes):
-    """Extract the members of one tar layer under prefix into target, refusing anything hostile."""
-    where = f"layer {digest[:19]}…"
-    total = 0
+def _entry_problem(vdir, rel, info, full):
+    """What is wrong with one entry of a version record, or None: a symlink ({"link"}) must be
+    that link; a file ({"digest", "size"}) a regular file of that size and, when full, content."""
+    path = os.path.join(vdir, rel)
     try:
-        tar = _open_layer(blob)
-    except (tarfile.TarError, OSError) as exc:
-        raise HostileLayer(f"{where} is not a tar archive: {exc}")
-    with tar:
-        try:
-            for member in tar:
-                name = member.name
-                if name.startswith("/") or "\\" in name or "\0" in name:
-                    raise HostileLayer(f"{where}: member {name!r} has an absolute or odd path")
-                parts = [p for p in name.split("/") if p not in ("", ".")]
-                if ".." in parts:
-                    raise HostileLayer(f"{where}: member {name!r} climbs out with '..'")
-                rel = "/".join(parts)
-                if not (rel + "/").startswith(prefix) or rel + "/" == prefix:
-                    continue  # outside the model path (or the model directory itself)
-                rel = rel[len(prefix):]
-                dest = os.path.join(target, rel)
-                base, leaf = os.path.split(rel)
-                if leaf.startswith(".wh."):  # overlay whiteouts from a later layer
-                    victim = os.path.join(target, base, leaf[4:])
-                    if leaf == ".wh..wh..opq":
-                        shutil.rmtree(os.path.join(target, base), ignore_errors=True)
-                    elif os.path.isdir(victim) and not os.path.islink(victim):
-                        shutil.rmtree(victim)
-                    elif os.path.lexists(victim):
-                        os.unlink(victim)
-                    continue
-                if member.isdev() or member.isfifo():
-                    raise HostileLayer(f"{where}: member {name!r} is a device or FIFO")
-                if not _inside(target, os.path.dirname(dest) or target):
-                    raise HostileLayer(f"{where}: member {name!r} would be written through a link "
-                                       "outside the model directory")
-                if member.isdir():
-                    os.makedirs(dest, mode=0o750, exist_ok=True)
-                elif member.issym():
-                    link = member.linkname
-                    resolved = os.path.normpath(os.path.join(os.path.dirname(dest), link))
-                    if os.path.isabs(link) or not _inside(target, resolved):
-                        raise HostileLayer(f"{where}: symlink {name!r} -> {link!r} points outside "
-                                           "the model directory")
-                    os.makedirs(os.path.dirname(dest), mode=0o750, exist_ok=True)
-                    if os.path.lexists(dest):
-                        os.unlink(dest)
-                    os.symlink(link, dest)
-                elif member.islnk():
-                    source = "/".join(p for p in member.linkname.split("/") if p not in ("", "."))
-                    if not (source + "/").startswith(prefix) or ".." in source.split("/"):
-                        raise HostileLayer(f"{where}: hard link {name!r} -> {member.linkname!r} "
-                                           "points outside the model directory")
-                    src = os.path.join(target, source[len(prefix):])
-                    if not _inside(target, src) or not os.path.isfile(src):
-                        raise HostileLayer(f"{where}: hard link {name!r} -> {member.linkname!r} "
-                                           "has no target inside the model directory")
-                    os.makedirs(os.path.dirname(dest), mode=0o750, exist_ok=True)
-                    shutil.copyfile(src, dest)
-                elif member.isfile():
-                    total += member.size
-                    if total > max_bytes:
-                        raise HostileLayer(f"{where} unpacks to more than {max_bytes} bytes under "
-                                           f"the model path; refusing it (raise max_extract_bytes "
-                                           "if the model really is that large)")
-                    os.makedirs(os.path.dirname(dest), mode=0o750, exist_ok=True)
-                    if os.path.lexists(dest):
-                        os.unlink(dest)
-                    source = tar.extractfile(member)
-                    written = 0
-                    with open(dest, "xb") as out:
-                        for chunk in iter(lambda: source.read(1 << 20), b""):
-                            written += len(chunk)
-                            if written > member.size:
-                                raise HostileLayer(f"{where}: member {name!r} is larger than "
-                                                   "its header says")
-                            out.write(chunk)
-                    os.chmod(dest, 0o640 | (stat.S_IXUSR if member.mode & 0o100 else 0))
-                else:
-                    raise HostileLayer(f"{where}: member {name!r} has an unsupported type")
-        except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as exc:
-            if isinstance(exc, OSError) and exc.errno == 28:
-                raise StoreError(f"disk full while unpacking {where} into {target}")
-            raise HostileLayer(f"{where} could not be unpacked: {exc}")
+        found = os.lstat(path)
+    except OSError:
+        return "is missing"
+    if "link" in info:
+        if not stat.S_ISLNK(found.st_mode) or os.readlink(path) != info["link"]:
+            return f"is not the link to {info['link']!r} it was"
+        return None
+    if not stat.S_ISREG(found.st_mode) or found.st_size != info.get("size"):
+        return f"is not the file of {info.get('size')} bytes it was"
+    if full and file_digest(path) != info.get("digest"):
+        return f"does not match {info.get('digest')}"
+    return None

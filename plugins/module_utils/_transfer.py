@@ -20,6 +20,7 @@ import time
 from http.client import HTTPException
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._digest import BadDigest, digest_hex, sha256_file
+from ansible_collections.edgeml.fleet.plugins.module_utils._files import publish
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import DigestMismatch, OCIError, Unreachable
 
 CHUNK = 1 << 20
@@ -83,21 +84,6 @@ def _start_writeback(out):
     out.flush()
     if hasattr(os, "posix_fadvise"):
         os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-
-
-def _fsync_then_rename(partial, dest):
-    """Publish a verified blob: its bytes reach the disk before its verified name does."""
-    fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(partial, dest)
-    fd = os.open(os.path.dirname(dest), os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def download_blob(client, repo, digest, dest, size=None, retries=2, progress=None,
@@ -174,5 +160,5 @@ def download_blob(client, repo, digest, dest, size=None, retries=2, progress=Non
         os.unlink(partial)
         raise DigestMismatch(f"{client.name}: blob {digest} is {offset} bytes, the manifest says "
                              f"{size}", client.name)
-    _fsync_then_rename(partial, dest)
+    publish(partial, dest)  # the bytes reach the disk before the verified name does
     return fetched

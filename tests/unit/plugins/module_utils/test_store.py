@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import io
+import json
 import os
 import tarfile
 import time
@@ -63,9 +64,30 @@ def test_verify_version_finds_altered_files(tmp_path):
     digest = stage_artifact(store, "m", b"weights", "v1")
     assert store.verify_version("m", digest) == []
     path = os.path.join(store.version_dir("m", digest), "model.onnx")
+    with open(path, "r+b") as out:  # same size, other bytes: only a full hash sees it
+        out.write(b"W")
+    assert "does not match" in store.verify_version("m", digest)[0]
+    assert store.version_intact("m", digest)
     with open(path, "ab") as out:
         out.write(b"!")
-    assert "does not match" in store.verify_version("m", digest)[0]
+    assert "is not the file of 7 bytes" in store.verify_version("m", digest)[0]
+    assert not store.version_intact("m", digest)
+
+
+def test_a_version_with_a_symlink_verifies(tmp_path):
+    store = Store(str(tmp_path))
+    digest = stage_artifact(store, "m", b"weights", "v1")
+    vdir = store.version_dir("m", digest)
+    os.symlink("model.onnx", os.path.join(vdir, "alias.onnx"))
+    record = store.read_record(vdir)
+    record["files"]["alias.onnx"] = {"link": "model.onnx"}
+    with open(os.path.join(vdir, ".edgeml-version.json"), "w", encoding="utf-8") as out:
+        json.dump(record, out)
+    assert store.verify_version("m", digest) == [] and store.version_intact("m", digest)
+    os.unlink(os.path.join(vdir, "alias.onnx"))
+    os.symlink("/etc/passwd", os.path.join(vdir, "alias.onnx"))
+    assert "is not the link" in store.verify_version("m", digest)[0]
+    assert not store.version_intact("m", digest)
 
 
 def test_failed_staging_leaves_nothing(tmp_path):
