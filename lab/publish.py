@@ -1,4 +1,4 @@
-"""Publish the sample models to the core registry in both shapes of DESIGN.md.
+"""Publish the sample models to the core registry in both shapes (docs/design.md).
 
 With the collection's own model_publish (lab/publish_models.yml), as a pipeline would:
 ``models/<name>:<version>`` (OCI artifacts) and ``modelcars/<name>:<version>`` (modelcar image
