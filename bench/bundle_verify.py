@@ -53,6 +53,7 @@ def main():
         _bundle.sign(run_command, bundle, key)
         chunks = work / "chunks"
         _bundle.split(bundle, chunks, 64 << 20)
+        _bundle.sign(run_command, chunks, key, _bundle.CHUNKS)  # the chunk list is signed too
         size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file()) / (1 << 20)
 
         def module_dir():
@@ -77,9 +78,8 @@ def main():
         def by_hand_chunks():
             shutil.rmtree(work / "untarred", ignore_errors=True)
             (work / "untarred").mkdir()
-            lines = (chunks / "CHUNKS.SHA256").read_text().splitlines()[:-1]  # not the whole stream
-            subprocess.run(["sha256sum", "--quiet", "--strict", "-c", "-"], cwd=chunks, check=True,
-                           input="\n".join(lines) + "\n", text=True)
+            subprocess.run(["sha256sum", "--quiet", "--strict", "-c", "CHUNKS.SHA256"], cwd=chunks,
+                           check=True)
             subprocess.run(f"cat {chunks}/bundle.tar.* | tar -x -C {work}/untarred", shell=True,
                            check=True)
             subprocess.run(["sha256sum", "--quiet", "--strict", "-c", "SHA256SUMS"],

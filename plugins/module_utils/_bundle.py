@@ -14,10 +14,14 @@
 A bundle may travel split into chunks (removable media):
 
     <chunks>/bundle.tar.000 ...  one tar stream of the bundle directory, cut at a fixed size
-    <chunks>/CHUNKS.SHA256       each chunk's sha256 and the whole stream's (`bundle.tar`)
+                                 (numbered from 000; 1000 and on have more digits)
+    <chunks>/CHUNKS.SHA256       each chunk's sha256 (and the bundle's bootstrap.sh, copied next
+                                 to the chunks), in `sha256sum -c` format
+    <chunks>/CHUNKS.SHA256.sig   its signature, made like SHA256SUMS.sig
 
-Signing SHA256SUMS covers every file; chunk checksums catch a bad copy before anything is
-unpacked. Nothing here trusts a path read from a bundle: names are checked before use.
+Signing SHA256SUMS covers every file of the bundle, and any file that is not listed refuses it;
+signing CHUNKS.SHA256 covers the chunks, checked before anything is unpacked. Nothing here
+trusts a path read from a bundle: names are checked before use.
 """
 
 from __future__ import annotations
@@ -37,11 +41,14 @@ SUMS = "SHA256SUMS"
 SIGNATURE = "SHA256SUMS.sig"
 CHUNKS = "CHUNKS.SHA256"
 CHUNK_PREFIX = "bundle.tar."
-JOINED_MARK = ".edgeml-joined"
+CHUNK_NAME = re.compile(r"^bundle\.tar\.(\d{3,})$")
+BOOTSTRAP = "bootstrap.sh"
 NAMESPACE = "edgeml-bundle"
 FORMAT = "edgeml-bundle/1"
 IMAGES = "images"
 SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+# The characters a bundle's file names may use (bootstrap.sh checks the same with find).
+SAFE_NAME = re.compile(r"^[A-Za-z0-9._+@,=~-]+$")
 SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 BLOCK = 1 << 20
 
@@ -79,9 +86,10 @@ def sha256_file(path):
 
 
 def list_files(root):
-    """Relative paths of the bundle's files (not SHA256SUMS, its signature, the join mark).
+    """Relative paths of the bundle's files (not SHA256SUMS and its signature).
 
-    A bundle holds regular files and directories only: a symlink or device is refused.
+    A bundle holds regular files and directories only, with plain names: a symlink, a device or
+    a name with other characters is refused.
     """
     found = []
     for dirpath, dirs, files in os.walk(root):
@@ -92,7 +100,10 @@ def list_files(root):
             if os.path.islink(path) or not (os.path.isdir(path) or os.path.isfile(path)):
                 raise BundleError(f"{path}: a bundle holds only files and directories; this is "
                                   "a link or a special file")
-            if name in files and rel not in (SUMS, SIGNATURE, JOINED_MARK):
+            if not SAFE_NAME.match(name):
+                raise BundleError(f"{path}: a bundle's file names use only letters, digits and "
+                                  "._+@,=~-")
+            if name in files and rel not in (SUMS, SIGNATURE):
                 found.append(rel)
     return sorted(found)
 
@@ -268,7 +279,6 @@ class _ChunkWriter:
     def __init__(self, directory, size):
         self.directory, self.size = directory, size
         self.chunks = []  # (name, sha256, size)
-        self.whole = hashlib.sha256()
         self._handle = None
 
     def _roll(self):
@@ -291,7 +301,6 @@ class _ChunkWriter:
             part = view[:self.size - self._written]
             self._handle.write(part)
             self._hash.update(part)
-            self.whole.update(part)
             self._written += len(part)
             view = view[len(part):]
         return len(data)
@@ -301,10 +310,12 @@ class _ChunkWriter:
 
 
 def split(root, out_dir, chunk_size):
-    """Cut the bundle directory into chunk files with a CHUNKS.SHA256 list; returns the chunks."""
+    """Cut the bundle directory into chunk files listed in CHUNKS.SHA256, with a copy of the
+    bundle's bootstrap.sh next to them (listed too); returns the chunks. Sign CHUNKS.SHA256
+    afterwards (sign(..., name=CHUNKS))."""
     os.makedirs(out_dir, exist_ok=True)
     for name in os.listdir(out_dir):  # a previous, maybe interrupted, split
-        if name.startswith(CHUNK_PREFIX) or name == CHUNKS:
+        if name.startswith(CHUNK_PREFIX) or name in (CHUNKS, CHUNKS + ".sig", BOOTSTRAP):
             os.unlink(os.path.join(out_dir, name))
     writer = _ChunkWriter(out_dir, chunk_size)
     with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -320,7 +331,9 @@ def split(root, out_dir, chunk_size):
                 tar.addfile(info, handle)
     writer.close()
     lines = [f"{digest}  {name}\n" for name, digest, _size in writer.chunks]
-    lines.append(f"{writer.whole.hexdigest()}  bundle.tar\n")
+    if os.path.isfile(os.path.join(root, BOOTSTRAP)):
+        shutil.copy(os.path.join(root, BOOTSTRAP), os.path.join(out_dir, BOOTSTRAP))
+        lines.append(f"{sha256_file(os.path.join(out_dir, BOOTSTRAP))}  {BOOTSTRAP}\n")
     with open(os.path.join(out_dir, CHUNKS), "w", encoding="utf-8") as handle:
         handle.writelines(lines)
     return [{"file": name, "sha256": digest, "size": size} for name, digest, size in writer.chunks]
@@ -330,13 +343,50 @@ def is_chunk_set(path):
     return os.path.isfile(os.path.join(path, CHUNKS))
 
 
-class _ChunkReader:
-    """Read the chunks in order as one stream, checking each chunk and the whole as it goes."""
+def read_chunk_list(directory, listing=None):
+    """The chunks CHUNKS.SHA256 lists, in numeric order: ([(name, sha256)], the list's sha256).
 
-    def __init__(self, directory, chunks, whole):
-        self.directory, self.chunks, self.whole = directory, chunks, whole
+    listing: the list to read instead of directory's own (the copy whose signature was checked).
+    The chunks must be numbered 000, 001, ... without a gap (1000 and on have more digits).
+    """
+    path = listing or os.path.join(directory, CHUNKS)
+    listed = read_sums(path)
+    listed.pop(BOOTSTRAP, None)
+    numbered = {}
+    for name in listed:
+        match = CHUNK_NAME.match(name)
+        if not match:
+            raise BundleError(f"{path}: {name!r} is not a chunk name")
+        numbered[int(match.group(1))] = name
+    if not numbered:
+        raise BundleError(f"{path}: lists no chunks")
+    for index in range(len(numbered)):
+        if numbered.get(index) != f"{CHUNK_PREFIX}{index:03d}":
+            raise BundleError(f"{path}: the chunks are not numbered 000 to {len(numbered) - 1:03d} "
+                              f"(no {CHUNK_PREFIX}{index:03d})")
+        if not os.path.isfile(os.path.join(directory, numbered[index])):
+            raise BundleError(f"{os.path.join(directory, numbered[index])}: missing chunk "
+                              f"({len(numbered)} listed in {CHUNKS}); copy it from its medium")
+    chunks = [(numbered[i], listed[numbered[i]]) for i in range(len(numbered))]
+    return chunks, sha256_file(path)
+
+
+def check_chunks(directory, listing=None):
+    """Hash every chunk against CHUNKS.SHA256 (before anything is unpacked)."""
+    chunks, ident = read_chunk_list(directory, listing)
+    for name, want in chunks:
+        path = os.path.join(directory, name)
+        if sha256_file(path) != want:
+            raise BundleError(f"{path}: checksum mismatch; copy this chunk again from the medium")
+    return chunks, ident
+
+
+class _ChunkReader:
+    """Read the chunks in order as one stream, checking each chunk as it goes."""
+
+    def __init__(self, directory, chunks):
+        self.directory, self.chunks = directory, chunks
         self._index, self._handle, self._hash = -1, None, None
-        self._all = hashlib.sha256()
         self.damaged = False  # a chunk failed its check (and was named)
 
     def _next(self):
@@ -362,7 +412,6 @@ class _ChunkReader:
             data = self._handle.read(size)
             if data:
                 self._hash.update(data)
-                self._all.update(data)
                 return data
             if not self._next():
                 return b""
@@ -370,105 +419,89 @@ class _ChunkReader:
     def finish(self):
         while self.read():  # anything tar did not read (end-of-archive padding)
             pass
-        if self._all.hexdigest() != self.whole:
-            raise BundleError(f"{self.directory}: the chunks joined do not give the bundle "
-                              f"{CHUNKS} names (sha256 {self.whole}); a chunk is from another "
-                              "bundle or out of order")
 
 
-def read_chunk_list(directory):
-    listed = read_sums(os.path.join(directory, CHUNKS))
-    whole = listed.pop("bundle.tar", None)
-    names = sorted(listed)
-    if not whole or not names:
-        raise BundleError(f"{os.path.join(directory, CHUNKS)}: lists no chunks or no whole-stream "
-                          "checksum (bundle.tar)")
-    for name in names:
-        if not re.match(r"^bundle\.tar\.\d{3,}$", name):
-            raise BundleError(f"{os.path.join(directory, CHUNKS)}: {name!r} is not a chunk name")
-        path = os.path.join(directory, name)
-        if not os.path.isfile(path):
-            raise BundleError(f"{path}: missing chunk ({len(names)} listed in {CHUNKS}); copy it "
-                              "from its medium")
-    return [(name, listed[name]) for name in names], whole
+def joined_mark(dest):
+    """The file next to dest saying which chunk list it was joined from."""
+    return dest.rstrip("/") + ".joined"
 
 
-def check_chunks(directory):
-    """Hash every chunk against CHUNKS.SHA256 (before anything is unpacked)."""
-    chunks, whole = read_chunk_list(directory)
-    stream = hashlib.sha256()
-    for name, want in chunks:
-        path = os.path.join(directory, name)
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda h=handle: h.read(BLOCK), b""):
-                digest.update(block)
-                stream.update(block)
-        if digest.hexdigest() != want:
-            raise BundleError(f"{path}: checksum mismatch; copy this chunk again from the medium")
-    if stream.hexdigest() != whole:
-        raise BundleError(f"{directory}: the chunks joined do not match {CHUNKS}'s bundle.tar "
-                          "checksum; a chunk is from another bundle")
-    return chunks, whole
-
-
-def joined_from(dest, whole):
-    """dest is this chunk set, reassembled earlier."""
+def joined_from(dest, ident):
+    """dest is this chunk set (its list's sha256), reassembled earlier."""
     try:
-        with open(os.path.join(dest, JOINED_MARK), encoding="utf-8") as handle:
-            return handle.read().strip() == whole
+        with open(joined_mark(dest), encoding="utf-8") as handle:
+            return os.path.isdir(dest) and handle.read().strip() == ident
     except OSError:
         return False
 
 
-def _untar(reader, directory, staging):
-    """Unpack the chunk stream: regular files and directories with safe names only."""
+def _untar(reader, directory, staging, cap):
+    """Unpack the chunk stream: regular files and directories with safe names only, no more
+    bytes than the chunks hold (a sparse member could claim far more)."""
+    where = f"{directory} (chunk stream)"
+    written = 0
     try:
         with tarfile.open(fileobj=reader, mode="r|") as tar:
             for member in tar:
-                rel = safe_relpath(member.name, f"{directory} (chunk stream)")
+                rel = safe_relpath(member.name, where)
                 target = os.path.join(staging, rel)
-                if member.isdir():
+                if member.type == tarfile.DIRTYPE:
                     os.makedirs(target, mode=0o755, exist_ok=True)
-                elif member.isfile():
-                    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
-                    with open(target, "wb") as out:
-                        shutil.copyfileobj(tar.extractfile(member), out, BLOCK)
-                    os.chmod(target, 0o755 if member.mode & 0o100 else 0o644)
-                else:
-                    raise BundleError(f"{directory}: the chunk stream holds {member.name!r}, "
-                                      "which is not a regular file or directory; refused")
+                    continue
+                if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or member.issparse():
+                    raise BundleError(f"{where}: {member.name!r} is not a regular file or "
+                                      "directory (a link, device or sparse member); refused")
+                written += member.size
+                if written > cap:
+                    raise BundleError(f"{where}: {member.name!r} takes the stream past the "
+                                      f"{cap} bytes its chunks hold; refused")
+                os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+                with open(target, "xb") as out:  # a name given twice is refused
+                    shutil.copyfileobj(tar.extractfile(member), out, BLOCK)
+                os.chmod(target, 0o755 if member.mode & 0o100 else 0o644)
     except tarfile.TarError as exc:
         raise BundleError(f"{directory}: the joined chunks are not a readable archive: {exc}")
+    except FileExistsError as exc:
+        raise BundleError(f"{where}: {exc.filename} is given twice; refused")
 
 
-def join(directory, dest):
+def join(directory, dest, verify=None, listing=None):
     """Reassemble a chunk set into the bundle directory dest. Returns False if already done.
 
-    The chunks are read once: each is checked as the stream passes its end, and a damaged chunk
-    is named even when it first shows as a broken tar. dest appears by rename, complete, so a
-    failed or interrupted join leaves nothing that looks like a bundle.
+    Check the chunk list's signature first (verify_signature(..., name=CHUNKS)) and pass the list
+    that was checked as listing. The chunks are read once: each is checked as the stream passes
+    its end, and a damaged chunk is named even when it first shows as a broken tar.
+    verify(staging) checks the result before it replaces dest, so a failed or interrupted join
+    leaves dest as it was, and nothing else that looks like a bundle.
     """
-    chunks, whole = read_chunk_list(directory)
-    if joined_from(dest, whole):
+    chunks, ident = read_chunk_list(directory, listing)
+    if joined_from(dest, ident):
         return False
-    staging = dest.rstrip("/") + ".joining"
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
-    reader = _ChunkReader(directory, chunks, whole)
+    dest = dest.rstrip("/")
+    cap = sum(os.path.getsize(os.path.join(directory, name)) for name, _digest in chunks)
+    staging, old = dest + ".joining", dest + ".replaced"
+    for path in (staging, old):
+        shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(staging, mode=0o700)
+    reader = _ChunkReader(directory, chunks)
     try:
         try:
-            _untar(reader, directory, staging)
+            _untar(reader, directory, staging, cap)
         except BundleError:
             if not reader.damaged:
                 reader.finish()  # a damaged chunk is the likelier cause: name it first
             raise
         reader.finish()
-        with open(os.path.join(staging, JOINED_MARK), "w", encoding="utf-8") as handle:
-            handle.write(whole + "\n")
+        if verify:
+            verify(staging)
+        os.chmod(staging, 0o755)
+        if os.path.exists(joined_mark(dest)):
+            os.unlink(joined_mark(dest))
         if os.path.exists(dest):
-            shutil.rmtree(dest)
+            os.rename(dest, old)
         os.rename(staging, dest)
+        write_if_changed(joined_mark(dest), ident + "\n")
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -477,23 +510,23 @@ def join(directory, dest):
 
 # --- signatures (ssh-keygen -Y: a tool every technician's machine already has) ------------------
 
-def sign(run, root, key):
-    """Sign SHA256SUMS with the SSH private key; run is AnsibleModule.run_command."""
-    sig = os.path.join(root, SIGNATURE)
+def sign(run, root, key, name=SUMS):
+    """Sign root/name (SHA256SUMS, or a chunk set's CHUNKS.SHA256) with the SSH private key into
+    name.sig; run is AnsibleModule.run_command."""
+    sig = os.path.join(root, name + ".sig")
     if os.path.exists(sig):
         os.unlink(sig)
     rc, _out, err = run(["ssh-keygen", "-q", "-Y", "sign", "-f", key, "-n", NAMESPACE,
-                         os.path.join(root, SUMS)])
+                         os.path.join(root, name)])
     if rc != 0:
-        raise BundleError(f"signing {os.path.join(root, SUMS)} with {key} failed: {err.strip()}")
+        raise BundleError(f"signing {os.path.join(root, name)} with {key} failed: {err.strip()}")
     return sig
 
 
-def signed_by(run, root, key):
-    """SHA256SUMS.sig is this key's signature of SHA256SUMS as it is now, so sealing again can
-    keep it (and a bundle sealed again with a new key is signed anew)."""
-    sig = os.path.join(root, SIGNATURE)
-    if not os.path.isfile(sig):
+def signed_by(run, root, key, name=SUMS):
+    """name.sig is this key's signature of name as it is now, so sealing again can keep it
+    (and a bundle sealed again with a new key is signed anew)."""
+    if not os.path.isfile(os.path.join(root, name + ".sig")):
         return False
     rc, public, _err = run(["ssh-keygen", "-y", "-P", "", "-f", key])
     if rc != 0 or not public.strip():
@@ -501,24 +534,30 @@ def signed_by(run, root, key):
     with tempfile.NamedTemporaryFile("w", suffix=".allowed-signers") as allowed:
         allowed.write(f"sealer {public.strip()}\n")
         allowed.flush()
-        rc, _out, _err = _verify(run, root, allowed.name, "sealer")
+        rc, _out, _err = _verify(run, root, allowed.name, "sealer", name)
     return rc == 0
 
 
-def _verify(run, root, allowed_signers, principal):
-    """ssh-keygen -Y verify of SHA256SUMS.sig over SHA256SUMS; returns (rc, out, err)."""
-    with open(os.path.join(root, SUMS), "rb") as handle:
+def _verify(run, root, allowed_signers, principal, name):
+    """ssh-keygen -Y verify of name.sig over name; returns (rc, out, err)."""
+    with open(os.path.join(root, name), "rb") as handle:
         data = handle.read()
     return run(["ssh-keygen", "-Y", "verify", "-f", allowed_signers, "-I", principal,
-                "-n", NAMESPACE, "-s", os.path.join(root, SIGNATURE)], data=data, binary_data=True)
+                "-n", NAMESPACE, "-s", os.path.join(root, name + ".sig")],
+               data=data, binary_data=True)
 
 
-def verify_signature(run, root, allowed_signers):
-    """Check SHA256SUMS.sig against an allowed-signers file; returns the signer's principal."""
-    sig, sums = os.path.join(root, SIGNATURE), os.path.join(root, SUMS)
+def verify_signature(run, root, allowed_signers, name=SUMS):
+    """Check root/name.sig (SHA256SUMS.sig, or CHUNKS.SHA256.sig) against an allowed-signers file
+    given by the host or the technician, never the bundle; returns the signer's principal."""
+    listing = os.path.join(root, name)
+    sig = listing + ".sig"
+    what = "bundle" if name == SUMS else "chunk list"
     if not os.path.isfile(sig):
-        raise BundleError(f"{sig}: missing: the bundle is unsigned. Refused (set "
+        raise BundleError(f"{sig}: missing: the {what} is unsigned. Refused (set "
                           "require_signature=false only for a bundle you built yourself)")
+    if not os.path.isfile(listing):
+        raise BundleError(f"{listing}: missing: the {what} is incomplete")
     if not os.path.isfile(allowed_signers):
         raise BundleError(f"{allowed_signers}: no allowed-signers file, so the signature cannot "
                           "be checked; get it from your fleet's operators (not from the bundle)")
@@ -527,8 +566,8 @@ def verify_signature(run, root, allowed_signers):
     if rc != 0 or not principals:
         raise BundleError(f"{sig}: not made by a key in {allowed_signers}: "
                           f"{(err or out).strip() or 'no principal matches'}")
-    rc, out, err = _verify(run, root, allowed_signers, principals[0])
+    rc, out, err = _verify(run, root, allowed_signers, principals[0], name)
     if rc != 0:
-        raise BundleError(f"{sig}: the signature does not match {sums} "
-                          f"({(err or out).strip()}); the checksum list was altered")
+        raise BundleError(f"{sig}: the signature does not match {listing} "
+                          f"({(err or out).strip()}); the list was altered")
     return principals[0]

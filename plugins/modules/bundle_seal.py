@@ -15,9 +15,11 @@ description:
     C(manifest.json) (what is inside, with digests and sizes, and when it was made),
     C(SHA256SUMS) over every file (C(sha256sum -c) reads it) and, with O(signing_key), the
     detached signature C(SHA256SUMS.sig) made by C(ssh-keygen -Y sign -n edgeml-bundle).
-  - With O(chunk_size), also writes the bundle as a stream cut into chunks for removable media,
-    each checksummed in C(CHUNKS.SHA256) together with the whole stream;
-    M(edgeml.fleet.bundle_verify) checks and reassembles them.
+  - With O(chunk_size), also writes the bundle as a stream cut into chunks for removable media
+    (C(bundle.tar.000), C(bundle.tar.001), ...), each checksummed in C(CHUNKS.SHA256) with a copy
+    of the bundle's C(bootstrap.sh) next to them; with O(signing_key) the list is signed into
+    C(CHUNKS.SHA256.sig) like C(SHA256SUMS). M(edgeml.fleet.bundle_verify) and C(bootstrap.sh)
+    check the signature, then the chunks, and reassemble them.
   - Nothing is rewritten when the contents did not change (the creation time stays).
   - "Run where the bundle is built (C(delegate_to: localhost))."
 author: edgeml.fleet developers (@edgeml)
@@ -167,10 +169,19 @@ def seal(module, result):
     if params["chunk_size"]:
         chunk_dir = params["chunk_dir"] or root.rstrip("/") + ".chunks"
         size = _bundle.parse_size(params["chunk_size"])
+        key = params["signing_key"]
         if changed or not _chunks_match(chunk_dir, size):
             _bundle.split(root, chunk_dir, size)
             changed = True
-        chunks, _whole = _bundle.read_chunk_list(chunk_dir)
+        # The chunk list is signed like SHA256SUMS: it is checked before anything is unpacked.
+        if key and (changed or not _bundle.signed_by(module.run_command, chunk_dir, key,
+                                                     _bundle.CHUNKS)):
+            _bundle.sign(module.run_command, chunk_dir, key, _bundle.CHUNKS)
+            changed = True
+        elif not key and os.path.isfile(os.path.join(chunk_dir, _bundle.CHUNKS + ".sig")):
+            os.unlink(os.path.join(chunk_dir, _bundle.CHUNKS + ".sig"))
+            changed = True
+        chunks, _ident = _bundle.read_chunk_list(chunk_dir)
         result["chunks"] = [{"file": name, "sha256": digest,
                              "size": os.path.getsize(os.path.join(chunk_dir, name))}
                             for name, digest in chunks]
@@ -181,7 +192,7 @@ def seal(module, result):
 def _chunks_match(chunk_dir, size):
     """The chunk set there is complete and cut at this size (contents unchanged since)."""
     try:
-        chunks, _whole = _bundle.read_chunk_list(chunk_dir)
+        chunks, _ident = _bundle.read_chunk_list(chunk_dir)
     except BundleError:
         return False
     sizes = [os.path.getsize(os.path.join(chunk_dir, name)) for name, _digest in chunks]

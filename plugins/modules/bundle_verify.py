@@ -18,8 +18,12 @@ description:
     C(images/) (every image's manifests and blobs present with the sizes its manifests give;
     blobs a delta bundle leaves out on purpose are listed in the manifest).
   - A tampered, truncated or unsigned bundle is refused with a message naming the bad file.
-  - O(path) may also be a chunk set (a directory with C(CHUNKS.SHA256) and C(bundle.tar.NNN));
-    each chunk is checked, the bundle is reassembled into O(dest) and then verified as above.
+  - O(path) may also be a chunk set (a directory with C(CHUNKS.SHA256), its signature
+    C(CHUNKS.SHA256.sig) and C(bundle.tar.NNN)). The signature of the chunk list is checked
+    first, then each chunk as it is read; the bundle is reassembled (regular files and
+    directories only, no more bytes than the chunks hold) next to O(dest), verified as above,
+    and only then replaces O(dest). A failed join leaves O(dest) as it was; an unsigned chunk set
+    (with O(require_signature=false)) never replaces an existing O(dest).
 author: edgeml.fleet developers (@edgeml)
 attributes:
   check_mode:
@@ -42,7 +46,8 @@ options:
   allowed_signers:
     description:
       - The OpenSSH allowed-signers file naming who may sign bundles (C(ssh-keygen(1)), ALLOWED
-        SIGNERS). Take it from your fleet's operators, not from the bundle.
+        SIGNERS). Take it from your fleet's operators, not from the bundle; a file inside O(path)
+        is refused.
     type: path
     default: /etc/edgeml/bundle-signers
   require_signature:
@@ -96,6 +101,8 @@ bytes:
 """
 
 import os
+import shutil
+import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -120,6 +127,39 @@ def verify(module, root, result):
     result.update(manifest=manifest, bundle_path=root)
 
 
+def verify_chunks(module, chunks, result):
+    """Check the chunk list's signature on a private copy, then join (or, in check mode, hash)
+    the chunks it lists; returns the bundle directory to verify, or None when already done."""
+    params = module.params
+    dest = (params["dest"] or os.path.join(chunks, "bundle")).rstrip("/")
+    with tempfile.TemporaryDirectory() as private:
+        for name in (_bundle.CHUNKS, _bundle.CHUNKS + ".sig"):
+            if os.path.isfile(os.path.join(chunks, name)):
+                shutil.copyfile(os.path.join(chunks, name), os.path.join(private, name))
+        listing = os.path.join(private, _bundle.CHUNKS)
+        signed = os.path.isfile(listing + ".sig")
+        if params["require_signature"] or signed:
+            try:
+                _bundle.verify_signature(module.run_command, private, params["allowed_signers"],
+                                         _bundle.CHUNKS)
+            except BundleError as exc:  # name the files as the technician sees them
+                raise BundleError(exc.msg.replace(private, chunks)) from None
+        if module.check_mode:
+            _ids, ident = _bundle.check_chunks(chunks, listing)
+            result.update(changed=not _bundle.joined_from(dest, ident), bundle_path=dest)
+            return None if result["changed"] else dest
+        _ids, ident = _bundle.read_chunk_list(chunks, listing)
+        if not signed and os.path.exists(dest) and not _bundle.joined_from(dest, ident):
+            raise BundleError(f"{dest}: already holds a bundle; an unsigned chunk set does not "
+                              "replace it (move it away first)")
+        result["changed"] = _bundle.join(chunks, dest, lambda staging: verify(
+            module, staging, result), listing)
+    if result["changed"]:
+        result["bundle_path"] = dest  # verified as it was joined
+        return None
+    return dest
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -133,18 +173,15 @@ def main():
     params = module.params
     result = {"changed": False, "signer": None, "images": {}}
     try:
-        root = params["path"]
+        root = params["path"].rstrip("/") or "/"
+        signers = os.path.realpath(params["allowed_signers"])
+        if signers.startswith(os.path.realpath(root) + os.sep):
+            raise BundleError(f"{params['allowed_signers']}: inside the bundle; the trusted "
+                              "signers come from the host or the technician, never the bundle")
         if _bundle.is_chunk_set(root):
-            dest = params["dest"] or os.path.join(root, "bundle")
-            if module.check_mode:
-                _chunks, whole = _bundle.check_chunks(root)
-                if not _bundle.joined_from(dest, whole):
-                    result.update(changed=True, bundle_path=dest)
-                    module.exit_json(**result)
-            else:
-                result["changed"] = _bundle.join(root, dest)
-            root = dest
-        verify(module, root, result)
+            root = verify_chunks(module, root, result)
+        if root:
+            verify(module, root, result)
     except BundleError as exc:
         module.fail_json(msg=f"bundle refused: {exc.msg}", **result)
     except OSError as exc:

@@ -1,7 +1,9 @@
 """Offline bundles built from the lab's registry: what peers (skopeo) read, what bundle_verify
 refuses, chunks reassembled, and delta bundles. The host side is molecule scenario `offline`."""
 
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -86,11 +88,67 @@ def test_skopeo_reads_the_layout(bundle, tmp_path):
 def test_chunks_reassemble_into_the_same_bundle(bundle, tmp_path):
     chunks = Path(str(bundle) + ".chunks")
     assert len(list(chunks.glob("bundle.tar.*"))) >= 3
+    assert {"CHUNKS.SHA256.sig", "bootstrap.sh"} <= {p.name for p in chunks.iterdir()}
     result = verify(chunks, dest=str(tmp_path / "joined"))
     assert not result.get("failed"), result["msg"]
     assert result["changed"] and result["signer"] == "bundles@edgeml-lab"
     again = verify(chunks, dest=str(tmp_path / "joined"))
     assert not again["changed"] and not again.get("failed")
+
+
+def test_an_unsigned_or_altered_chunk_set_is_refused_before_joining(bundle, tmp_path):
+    """And the bundle joined before from the signed set stays as it was."""
+    dest = tmp_path / "joined"
+    chunks = tmp_path / "chunks"
+    shutil.copytree(Path(str(bundle) + ".chunks"), chunks)
+    assert not verify(chunks, dest=str(dest)).get("failed")
+    before = {str(p): p.stat().st_mtime_ns for p in dest.rglob("*")}
+    listing = chunks / "CHUNKS.SHA256"
+    signed = listing.read_text()
+    listing.write_text(signed.replace("bundle.tar.001", "bundle.tar.0001"))
+    altered = verify(chunks, dest=str(dest))
+    assert altered["failed"] and f"{chunks}/CHUNKS.SHA256.sig: the signature does not match" in altered["msg"]
+    # An unsigned list of the same chunks, but not the list dest was joined from.
+    listing.write_text("".join(line for line in signed.splitlines(True) if "bootstrap.sh" not in line))
+    (chunks / "CHUNKS.SHA256.sig").unlink()
+    unsigned = verify(chunks, dest=str(dest))
+    assert unsigned["failed"] and f"{chunks}/CHUNKS.SHA256.sig: missing: the chunk list is unsigned" in unsigned["msg"]
+    # Unsigned chunks (allowed for a bundle you built yourself) still never replace a bundle.
+    mine = verify(chunks, dest=str(dest), require_signature=False)
+    assert mine["failed"] and f"{dest}: already holds a bundle" in mine["msg"]
+    assert {str(p): p.stat().st_mtime_ns for p in dest.rglob("*")} == before
+    assert not Path(str(dest) + ".joining").exists()
+
+
+def test_bootstrap_sh_verifies_the_real_bundle_and_refuses_a_higher_wheel(bundle, tmp_path):
+    """bootstrap.sh's verification stage on the controller (as it runs first on a host): the
+    bundle checks out; with a copy of a real wheel added under a higher version it is refused,
+    by bootstrap.sh and by bundle_verify alike, before pip could ever see it."""
+    wheels = next((bundle / "ansible").iterdir())
+    requirements = (wheels / "requirements.txt").read_text()
+    for wheel in wheels.glob("*.whl"):  # pip --require-hashes: every wheel, pinned by its hash
+        name, version = wheel.name.split("-")[:2]
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        assert f"{name}=={version} --hash=sha256:{digest}\n" in requirements
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+
+    def bootstrap(path):
+        return subprocess.run(["sh", str(path / "bootstrap.sh"), "--check", "--host", "edge-c1",
+                               "--allowed-signers", str(SIGNERS)], capture_output=True, text=True,
+                              check=False, env={"PATH": os.environ["PATH"], "TMPDIR": str(tmp)})
+
+    checked = bootstrap(bundle)
+    assert checked.returncode == 0 and "every file checks out" in checked.stdout, checked.stderr
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy, copy_function=os.link)
+    jinja = next(wheels.glob("jinja2-*.whl"))
+    os.link(jinja, copy / wheels.relative_to(bundle) / "jinja2-9.9.9-py3-none-any.whl")
+    refused = bootstrap(copy)
+    assert refused.returncode != 0
+    assert "jinja2-9.9.9-py3-none-any.whl: not in SHA256SUMS" in refused.stderr, refused.stderr
+    assert "jinja2-9.9.9-py3-none-any.whl: not in SHA256SUMS" in verify(copy)["msg"]
+    assert not os.listdir(tmp)  # the working copies are gone
 
 
 def test_sealing_again_keeps_a_good_signature_and_replaces_a_stale_one(tmp_path):
@@ -207,7 +265,7 @@ def test_bootstrap_from_a_laptop_with_the_bundle_in_chunks(playbook, bundle):
     runs Ansible, and the disconnected host gets its images copied over."""
     chunks = Path(str(bundle) + ".chunks")
     try:
-        run = playbook("edgeml.fleet.bootstrap_offline", "--limit", "edge-c1",
+        run = playbook("edgeml.fleet.bootstrap_offline", "-e", "edgeml_target=edge-c1",
                        "-e", f"edgeml_bundle_path={chunks}",
                        "-e", f"edgeml_bundle_allowed_signers={SIGNERS}")
         assert run.rc == 0, run.failure("edge-c1")

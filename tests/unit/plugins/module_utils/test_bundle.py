@@ -4,14 +4,16 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 
 from ansible_collections.edgeml.fleet.plugins.module_utils import _bundle
 from ansible_collections.edgeml.fleet.plugins.module_utils._bundle import BundleError
-from synthetic_bundle import make_bundle, run_command as run
+from synthetic_bundle import make_bundle, make_host_bundle, run_command as run, sign_bundle
 
 
 @pytest.fixture
@@ -193,7 +195,7 @@ def test_a_chunk_stream_leaving_its_directory_is_refused(tmp_path):
     data = buf.getvalue()
     (chunks / "bundle.tar.000").write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
-    (chunks / _bundle.CHUNKS).write_text(f"{digest}  bundle.tar.000\n{digest}  bundle.tar\n")
+    (chunks / _bundle.CHUNKS).write_text(f"{digest}  bundle.tar.000\n")
     with pytest.raises(BundleError, match="unsafe path"):
         _bundle.join(str(chunks), str(tmp_path / "joined"))
     assert not (tmp_path / "escaped").exists()
@@ -209,3 +211,364 @@ def test_chunk_sizes(text, size):
 def test_bad_chunk_sizes(text):
     with pytest.raises(BundleError, match="chunk size"):
         _bundle.parse_size(text)
+
+
+# --- chunk sets: a signed list, numeric order, regular files only, dest replaced when verified --
+
+def signed_chunks(tmp_path, root, key, size=4096):
+    chunks = tmp_path / "chunks"
+    _bundle.split(root, chunks, size)
+    sign_bundle(chunks, key, _bundle.CHUNKS)
+    return chunks
+
+
+def one_chunk(directory, data):
+    """A chunk set of a single chunk holding data (a tar stream), listed but not signed."""
+    directory.mkdir()
+    (directory / "bundle.tar.000").write_bytes(data)
+    (directory / _bundle.CHUNKS).write_text(f"{hashlib.sha256(data).hexdigest()}  bundle.tar.000\n")
+    return directory
+
+
+def tar_stream(*members):
+    """A tar stream of (TarInfo, data or None) members."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def member(name, kind=tarfile.REGTYPE, data=b"", **attrs):
+    info = tarfile.TarInfo(name)
+    info.type, info.size = kind, len(data) if kind == tarfile.REGTYPE else 0
+    for key, value in attrs.items():
+        setattr(info, key, value)
+    return info, (data if kind == tarfile.REGTYPE else None)
+
+
+def sparse_stream(tmp_path, fmt):
+    """GNU tar's sparse member: a 1 GiB file in some 10 KiB of stream."""
+    src = tmp_path / "sparse-src"
+    src.mkdir()
+    with open(src / "big", "wb") as out:
+        out.truncate(1 << 30)
+    return subprocess.run(["tar", "--sparse", f"--format={fmt}", "-cf", "-", "-C", str(src), "big"],
+                          capture_output=True, check=True).stdout
+
+
+def test_a_set_of_more_than_1000_chunks_joins_in_numeric_order(tmp_path, signer):
+    root = tmp_path / "bundle"
+    make_bundle(root, [os.urandom(1 << 20)], b"wheel")
+    chunks = signed_chunks(tmp_path, root, signer[0], size=1024)
+    names, _ident = _bundle.read_chunk_list(chunks)
+    assert len(names) > 1000 and names[999][0] == "bundle.tar.999" and names[1000][0] == "bundle.tar.1000"
+    assert _bundle.verify_signature(run, chunks, signer[1], _bundle.CHUNKS) == "fleet@example.com"
+    assert _bundle.join(str(chunks), str(tmp_path / "joined"), _bundle.check_sums) is True
+    assert _bundle.check_sums(tmp_path / "joined") == _bundle.check_sums(root)
+
+
+def test_a_gap_in_the_chunk_numbers_is_refused(bundle, signer, tmp_path):
+    chunks = signed_chunks(tmp_path, bundle[0], signer[0])
+    listing = chunks / _bundle.CHUNKS
+    listing.write_text("".join(line for line in listing.read_text().splitlines(True)
+                               if "bundle.tar.001" not in line))
+    with pytest.raises(BundleError, match=r"CHUNKS.SHA256: the chunks are not numbered .*bundle.tar.001"):
+        _bundle.read_chunk_list(chunks)
+
+
+def test_the_chunk_list_is_signed_and_checked(bundle, signer, tmp_path):
+    chunks = signed_chunks(tmp_path, bundle[0], signer[0])
+    assert _bundle.verify_signature(run, chunks, signer[1], _bundle.CHUNKS) == "fleet@example.com"
+    listing = chunks / _bundle.CHUNKS
+    listing.write_text(listing.read_text().replace("0", "1", 1))
+    with pytest.raises(BundleError, match=r"CHUNKS.SHA256.sig: the signature does not match"):
+        _bundle.verify_signature(run, chunks, signer[1], _bundle.CHUNKS)
+    (chunks / (_bundle.CHUNKS + ".sig")).unlink()
+    with pytest.raises(BundleError, match=r"CHUNKS.SHA256.sig: missing: the chunk list is unsigned"):
+        _bundle.verify_signature(run, chunks, signer[1], _bundle.CHUNKS)
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "pax"])
+def test_a_sparse_member_is_refused_without_writing_it(tmp_path, fmt):
+    data = sparse_stream(tmp_path, fmt)
+    assert len(data) < 64 << 10
+    chunks = one_chunk(tmp_path / "chunks", data)
+    with pytest.raises(BundleError, match=r"'big' is not a regular file or directory .*sparse"):
+        _bundle.join(str(chunks), str(tmp_path / "joined"))
+    assert not (tmp_path / "joined").exists() and not (tmp_path / "joined.joining").exists()
+
+
+@pytest.mark.parametrize("info", [
+    member("link", tarfile.SYMTYPE, linkname="/etc/passwd"),
+    member("hard", tarfile.LNKTYPE, linkname="SHA256SUMS"),
+    member("dev", tarfile.CHRTYPE, devmajor=1, devminor=3),
+    member("fifo", tarfile.FIFOTYPE),
+    member("contiguous", tarfile.CONTTYPE),
+], ids=["symlink", "hard link", "device", "fifo", "contiguous"])
+def test_links_devices_and_other_member_types_are_refused(tmp_path, info):
+    chunks = one_chunk(tmp_path / "chunks", tar_stream(member("SHA256SUMS", data=b""), info))
+    with pytest.raises(BundleError, match=f"'{info[0].name}' is not a regular file or directory"):
+        _bundle.join(str(chunks), str(tmp_path / "joined"))
+    assert not (tmp_path / "joined").exists() and not (tmp_path / "joined.joining").exists()
+
+
+def test_a_member_larger_than_the_chunks_is_refused(tmp_path):
+    info, _data = member("huge", data=b"")
+    info.size = 1 << 30  # claimed, not carried
+    buf = io.BytesIO()
+    buf.write(info.tobuf(tarfile.GNU_FORMAT))
+    chunks = one_chunk(tmp_path / "chunks", buf.getvalue() + bytes(1024))
+    with pytest.raises(BundleError, match=r"'huge' takes the stream past the \d+ bytes its chunks hold"):
+        _bundle.join(str(chunks), str(tmp_path / "joined"))
+    assert not (tmp_path / "joined").exists()
+
+
+def tree_digest(path):
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_join_leaves_the_verified_destination_as_it_was(bundle, signer, tmp_path):
+    root = bundle[0]
+    _bundle.sign(run, root, signer[0])
+    dest = tmp_path / "joined"
+    good = signed_chunks(tmp_path, root, signer[0])
+
+    def verify(path):
+        _bundle.verify_signature(run, path, signer[1])
+        _bundle.check_sums(path)
+
+    assert _bundle.join(str(good), str(dest), verify)
+    before = tree_digest(dest)
+    # Another chunk set whose bundle does not verify (unsigned inside): dest stays.
+    (root / _bundle.SIGNATURE).unlink()
+    other = tmp_path / "other"
+    _bundle.split(root, other, 4096)
+    with pytest.raises(BundleError, match="SHA256SUMS.sig: missing"):
+        _bundle.join(str(other), str(dest), verify)
+    assert tree_digest(dest) == before and not (tmp_path / "joined.joining").exists()
+    # A damaged chunk: dest stays.
+    chunk = other / "bundle.tar.001"
+    chunk.write_bytes(b"x" + chunk.read_bytes()[1:])
+    with pytest.raises(BundleError, match="bundle.tar.001: checksum mismatch"):
+        _bundle.join(str(other), str(dest), verify)
+    assert tree_digest(dest) == before
+
+
+def test_a_verified_join_replaces_the_destination(bundle, signer, tmp_path):
+    root = bundle[0]
+    dest = tmp_path / "joined"
+    dest.mkdir()
+    (dest / "stale").write_text("from an older bundle")
+    assert _bundle.join(str(signed_chunks(tmp_path, root, signer[0])), str(dest), _bundle.check_sums)
+    assert not (dest / "stale").exists() and _bundle.check_sums(dest)
+    assert not (tmp_path / "joined.replaced").exists()
+
+
+# --- bootstrap.sh: a hostile bundle corpus against its verification stage -----------------------
+# bootstrap.sh runs here as on a host, with stand-ins for /opt/edgeml and /etc/edgeml (--prefix)
+# and a store: each hostile bundle must be refused, naming the file, with nothing changed.
+
+class Host:
+    """Stand-ins for a host's /etc/edgeml (the trusted signers), /opt/edgeml, the store."""
+
+    def __init__(self, tmp_path, allowed):
+        self.root, self.tmp = tmp_path / "host", tmp_path / "tmp"
+        (self.root / "etc" / "edgeml").mkdir(parents=True)
+        (self.root / "etc" / "edgeml" / "bundle-signers").write_text(allowed.read_text())
+        (self.root / "opt" / "edgeml").mkdir(parents=True)
+        store = self.root / "var" / "lib" / "edgeml" / "models" / "blobs" / "sha256"
+        store.mkdir(parents=True)
+        (store / ("0" * 64)).write_bytes(b"a model in service")
+        self.tmp.mkdir()
+
+    def state(self):
+        """Every file and link under the stand-ins, hashed; and the installed OS packages."""
+        files = {str(p.relative_to(self.root)): p.is_symlink() or hashlib.sha256(p.read_bytes()).hexdigest()
+                 for p in sorted(self.root.rglob("*")) if p.is_file() or p.is_symlink()}
+        dpkg = subprocess.run(["dpkg-query", "-W"], capture_output=True, text=True, check=False)
+        return files, dpkg.stdout, sorted(os.listdir(self.tmp))
+
+    def bootstrap(self, bundle, *args, script=None):
+        argv = ["sh", str(script or bundle / "bootstrap.sh"), "--bundle", str(bundle),
+                "--prefix", str(self.root), "--host", "edge-c1", *args]
+        return subprocess.run(argv, capture_output=True, text=True, check=False,
+                              env={"PATH": os.environ["PATH"], "TMPDIR": str(self.tmp)})
+
+
+@pytest.fixture
+def host(tmp_path, signer):
+    return Host(tmp_path, signer[1])
+
+
+@pytest.fixture
+def host_bundle(tmp_path, signer):
+    root = tmp_path / "usb" / "aurora"
+    make_host_bundle(root)
+    sign_bundle(root, signer[0])
+    return root
+
+
+def technician_check(bundle, allowed):
+    """The two commands docs/offline.md gives a technician, as typed in the bundle's directory."""
+    doc = (Path(__file__).resolve().parents[4] / "docs" / "offline.md").read_text()
+    commands = re.findall(r"^(ssh-keygen -Y verify -f allowed_signers .*|sha256sum --strict .*)$",
+                          doc, re.MULTILINE)
+    assert len(commands) == 2, commands
+    script = "\n".join(commands).replace("allowed_signers", str(allowed)).replace(
+        "bundles@example.com", "fleet@example.com")
+    return subprocess.run(["bash", "-e", "-c", script], cwd=bundle, capture_output=True,
+                          text=True, check=False)
+
+
+def test_bootstrap_checks_a_good_bundle_and_a_technician_too(host, host_bundle, signer):
+    before = host.state()
+    run_ = host.bootstrap(host_bundle, "--check")
+    assert run_.returncode == 0, run_.stderr
+    assert "signed by fleet@example.com, every file checks out" in run_.stdout
+    assert host.state() == before  # and its working copy is gone
+    tech = technician_check(host_bundle, signer[1])
+    assert tech.returncode == 0, tech.stdout + tech.stderr
+
+
+def _add(rel, data=b"x"):
+    def damage(root, _tmp):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return damage
+
+
+def _symlink(rel, target):
+    def damage(root, _tmp):
+        if (root / rel).exists():
+            (root / rel).unlink()
+        (root / rel).symlink_to(target)
+    return damage
+
+
+def _resign(root, tmp):
+    stranger = tmp / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    sign_bundle(root, stranger)
+
+
+HOSTILE = {
+    # name: (damage, what bootstrap.sh's refusal names, extra arguments)
+    "added wheel that sorts higher": (
+        _add("ansible/x86_64-cp311/jinja2-9.9.9-py3-none-any.whl"),
+        r"ansible/x86_64-cp311/jinja2-9\.9\.9-py3-none-any\.whl: not in SHA256SUMS", ()),
+    "added .deb": (_add("packages/zz-evil_9.9_all.deb"), r"packages/zz-evil_9\.9_all\.deb: not in SHA256SUMS", ()),
+    "added group_vars": (_add("inventory/group_vars/all.yml", b"edgeml_bundle_require_signature: false\n"),
+                         r"inventory/group_vars/all\.yml: not in SHA256SUMS", ()),
+    "added host_vars": (_add("inventory/host_vars/edge-c1.yml", b"ansible_python_interpreter: /tmp/x\n"),
+                        r"inventory/host_vars/edge-c1\.yml: not in SHA256SUMS", ()),
+    "ansible.cfg in the working directory": (_add("ansible.cfg", b"[defaults]\nlibrary = /tmp\n"),
+                                             r"aurora/ansible\.cfg: not in SHA256SUMS", ()),
+    "replaced bootstrap.sh": (_add("bootstrap.sh", b"#!/bin/sh\necho pwned\n"),
+                              r"aurora/bootstrap\.sh: checksum mismatch", ("genuine",)),
+    "symlink inside the bundle": (_symlink("wheelhouse/extra.whl", "/etc/passwd"),
+                                  r"wheelhouse/extra\.whl: a bundle holds only regular files", ()),
+    "listed file replaced by a symlink": (_symlink("wheelhouse/runtime.tar", "/etc/hostname"),
+                                          r"wheelhouse/runtime\.tar: a bundle holds only regular files", ()),
+    "signature by a key not in the host's signers": (_resign, r"aurora/SHA256SUMS\.sig is not made by a key in", ()),
+    "unsigned": (lambda root, _tmp: (root / "SHA256SUMS.sig").unlink(), r"aurora/SHA256SUMS\.sig is missing", ()),
+    "altered file list": (lambda root, _tmp: (root / "SHA256SUMS").write_text(
+        (root / "SHA256SUMS").read_text() + "0" * 64 + "  extra\n"),
+                          r"aurora/SHA256SUMS\.sig: the signature does not match", ()),
+    "bundle for another site": (lambda root, _tmp: None,
+                                r"aurora/manifest\.json: this bundle is for edge-c1 \(sites site-c\), not edge-a1",
+                                ("--host", "edge-a1")),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=list(HOSTILE))
+def test_bootstrap_refuses_a_hostile_bundle_and_changes_nothing(host, host_bundle, signer, tmp_path, case):
+    damage, named, args = HOSTILE[case]
+    genuine = tmp_path / "genuine-bootstrap.sh"  # a bootstrap.sh from a bundle checked before
+    genuine.write_bytes((host_bundle / "bootstrap.sh").read_bytes())
+    damage(host_bundle, tmp_path)
+    before = host.state()
+    script = genuine if "genuine" in args else None
+    result = host.bootstrap(host_bundle, *[a for a in args if a != "genuine"], script=script)
+    assert result.returncode != 0, result.stdout
+    assert "bootstrap: bundle refused: " in result.stderr
+    assert re.search(named, result.stderr), result.stderr
+    assert host.state() == before
+    if case != "bundle for another site":  # the technician's check knows no host
+        tech = technician_check(host_bundle, signer[1])
+        assert tech.returncode != 0, tech.stdout
+        if "sig" not in named:
+            assert named.split(":")[0].split("/")[-1].replace("\\", "") in tech.stdout + tech.stderr
+
+
+def test_bootstrap_never_takes_its_signers_from_the_bundle(host, host_bundle, signer):
+    inside = host_bundle / "inventory" / "signers"
+    inside.write_text(signer[1].read_text())
+    result = host.bootstrap(host_bundle, "--allowed-signers", str(inside))
+    assert result.returncode != 0 and "inside the bundle" in result.stderr
+
+
+@pytest.fixture
+def host_chunks(tmp_path, host_bundle, signer):
+    return signed_chunks(tmp_path, host_bundle, signer[0])
+
+
+def test_bootstrap_joins_a_signed_chunk_set(host, host_chunks):
+    assert (host_chunks / "bootstrap.sh").exists()
+    before = host.state()
+    result = host.bootstrap(host_chunks, "--check")
+    assert result.returncode == 0, result.stderr
+    assert host.state() == before
+
+
+def test_bootstrap_joins_more_than_1000_chunks(host, tmp_path, signer):
+    root = tmp_path / "big"
+    make_host_bundle(root)
+    (root / "wheelhouse" / "runtime.tar").write_bytes(os.urandom(1 << 20))
+    _bundle.write_sums(root, _bundle.hash_files(root))
+    sign_bundle(root, signer[0])
+    chunks = signed_chunks(tmp_path, root, signer[0], size=1024)
+    assert (chunks / "bundle.tar.1000").exists()
+    result = host.bootstrap(chunks, "--check")
+    assert result.returncode == 0, result.stderr
+
+
+def _sparse_chunk(chunks, tmp, key):
+    for old in chunks.glob("bundle.tar.*"):
+        old.unlink()
+    data = sparse_stream(tmp, "gnu")
+    (chunks / "bundle.tar.000").write_bytes(data)
+    (chunks / _bundle.CHUNKS).write_text(f"{hashlib.sha256(data).hexdigest()}  bundle.tar.000\n")
+    sign_bundle(chunks, key, _bundle.CHUNKS)  # even signed: the joiner writes no sparse file
+
+
+HOSTILE_CHUNKS = {
+    "unsigned chunk list": (lambda c, _t, _k: (c / "CHUNKS.SHA256.sig").unlink(),
+                            r"chunks/CHUNKS\.SHA256\.sig is missing"),
+    "chunk list signed by a stranger": (lambda c, t, _k: _resign_chunks(c, t),
+                                        r"chunks/CHUNKS\.SHA256\.sig is not made by a key in"),
+    "altered chunk": (lambda c, _t, _k: (c / "bundle.tar.001").write_bytes(b"x" + (c / "bundle.tar.001").read_bytes()[1:]),
+                      r"chunks/bundle\.tar\.001: checksum mismatch"),
+    "chunk with a sparse member": (_sparse_chunk, r"chunks \(chunk stream\): big: not a regular file .*sparse"),
+}
+
+
+def _resign_chunks(chunks, tmp):
+    stranger = tmp / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    sign_bundle(chunks, stranger, _bundle.CHUNKS)
+
+
+@pytest.mark.parametrize("case", HOSTILE_CHUNKS, ids=list(HOSTILE_CHUNKS))
+def test_bootstrap_refuses_a_hostile_chunk_set_and_changes_nothing(host, host_chunks, signer, tmp_path, case):
+    damage, named = HOSTILE_CHUNKS[case]
+    genuine = tmp_path / "genuine-bootstrap.sh"
+    genuine.write_bytes((host_chunks / "bootstrap.sh").read_bytes())
+    damage(host_chunks, tmp_path, signer[0])
+    before = host.state()
+    result = host.bootstrap(host_chunks, script=genuine)
+    assert result.returncode != 0, result.stdout
+    assert "bootstrap: bundle refused: " in result.stderr
+    assert re.search(named, result.stderr), result.stderr
+    assert host.state() == before
