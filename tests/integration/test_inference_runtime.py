@@ -48,6 +48,14 @@ def test_models_change_reloads_without_restart(playbook):
     ("inference_runtime_threads=0", "inference_runtime_threads must be 1 or more"),
     ("inference_runtime_bind=0.0.0.0", "inference_runtime_token is empty"),
     ("inference_runtime_accelerator=tpu", "inference_runtime_accelerator"),
+    # Blank tokens passed "a token is set" and left the server without one.
+    ('{"inference_runtime_token": "   "}', "inference_runtime_token is only whitespace"),
+    ('{"inference_runtime_bind": "0.0.0.0", "inference_runtime_token": " \\t\\n"}',
+     "inference_runtime_token is only whitespace"),
+    ('{"inference_runtime_token": "two words"}', "printable ASCII only"),
+    ("inference_runtime_header_timeout=0", "timeouts above 0 seconds"),
+    ("inference_runtime_limit_nofile=100", "inference_runtime_limit_nofile above"),
+    ("inference_runtime_memory_max=lots", "a systemd size"),
 ])
 def test_bad_variables_fail_before_any_change(playbook, extra, fragment):
     run = playbook("edgeml.fleet.runtime", "-l", HOST, "-e", extra)
@@ -69,3 +77,16 @@ def test_check_mode_on_a_fresh_install_changes_nothing(playbook):
     for path in ("/opt/edgeml-t", "/etc/edgeml-t"):
         assert subprocess.run(["docker", "exec", "edge-b2", "test", "-e", path],
                               check=False).returncode != 0, path
+
+
+def test_the_unit_is_sandboxed_and_serves(playbook):
+    """systemd-analyze rates the unit 2.0 or less, and the server still loads and answers."""
+    setup = playbook("edgeml.fleet.runtime", "-l", HOST)
+    assert setup.rc == 0, setup.stderr
+    rating = sh("systemd-analyze", "security", "--no-pager", "edgeml-inference.service")
+    level = float(rating.rsplit("Overall exposure level for edgeml-inference.service:", 1)[1].split()[0])
+    assert level <= 2.0, rating
+    assert sh("systemctl", "show", "-p", "MemoryMax", "--value", "edgeml-inference.service") == str(2 << 30)
+    ready = sh("python3", "-c", "import urllib.request; print(urllib.request.urlopen("
+               "'http://127.0.0.1:8080/v2/health/ready').status)")
+    assert ready == "200"

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as triton
+from onnx import TensorProto, helper
 
 from registries import free_port
 
@@ -31,16 +32,12 @@ def version_dir(store, name, version, source):
     return "sha256:" + hexdigest
 
 
-@pytest.fixture
-def served(tmp_path, sample_models):
-    store = tmp_path / "store"
-    versions = {"fraud": version_dir(store, "fraud", "1", sample_models[("fraud-detector", "1.0")]),
-                "cnn": version_dir(store, "cnn", "a", sample_models[("image-classifier", "1.0")])}
+def start(tmp_path, store, names):
+    """The server on a free port, serving <store>/<name>/current for each name."""
     port = free_port()
     config = tmp_path / "serve.yml"
-    config.write_text(f"port: {port}\nthreads: 4\nmodels:\n"
-                      f"  - {{name: fraud, path: {store}/fraud/current}}\n"
-                      f"  - {{name: cnn, path: {store}/cnn/current}}\n")
+    config.write_text(f"port: {port}\nthreads: 4\nmodels:\n" + "".join(
+        f"  - {{name: {name}, path: {store}/{name}/current}}\n" for name in names))
     env = dict(os.environ, PYTHONPATH=str(ROOT / "roles/inference_runtime/files"))
     proc = subprocess.Popen([sys.executable, "-m", "edgeml_serve", "--config", str(config)],  # pylint: disable=consider-using-with
                             env=env, stderr=subprocess.PIPE, text=True)
@@ -54,7 +51,37 @@ def served(tmp_path, sample_models):
             pass
         assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
         time.sleep(0.1)
-    yield client, proc, store, versions, sample_models, f"127.0.0.1:{port}"
+    return client, proc, f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def served(tmp_path, sample_models):
+    store = tmp_path / "store"
+    versions = {"fraud": version_dir(store, "fraud", "1", sample_models[("fraud-detector", "1.0")]),
+                "cnn": version_dir(store, "cnn", "a", sample_models[("image-classifier", "1.0")])}
+    client, proc, url = start(tmp_path, store, ["fraud", "cnn"])
+    yield client, proc, store, versions, sample_models, url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def text_served(tmp_path):
+    """A model over strings: text [N] (BYTES) -> each with "!" appended."""
+    source = tmp_path / "text-model"
+    source.mkdir()
+    graph = helper.make_graph(
+        [helper.make_node("StringConcat", ["text", "bang"], ["shout"])], "shout",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["N"])],
+        [helper.make_tensor_value_info("shout", TensorProto.STRING, ["N"])],
+        [helper.make_tensor("bang", TensorProto.STRING, [1], [b"!"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 8
+    (source / "model.onnx").write_bytes(model.SerializeToString())
+    (source / "edgeml-model.json").write_text(json.dumps({"golden": [{"inputs": {"text": ["w"]}}]}))
+    version_dir(tmp_path / "store", "text", "t", source)
+    client, proc, _url = start(tmp_path, tmp_path / "store", ["text"])
+    yield client
     proc.terminate()
     proc.wait(10)
 
@@ -117,3 +144,17 @@ def test_sighup_switches_version_without_failing_a_request(served, sample_models
         thread.join()
     assert not failures, failures[:3]
     assert seen == {versions["fraud"], new}
+
+
+@pytest.mark.parametrize("binary_in", [True, False])
+@pytest.mark.parametrize("binary_out", [True, False])
+def test_tritonclient_bytes_tensors(text_served, binary_in, binary_out):
+    """BYTES in and out, each way tritonclient sends and reads them."""
+    texts = np.array(["héllo".encode(), b"", "日本".encode()], dtype=object)
+    tensor = triton.InferInput("text", [3], "BYTES")
+    tensor.set_data_from_numpy(texts, binary_data=binary_in)
+    result = text_served.infer("text", [tensor], outputs=[
+        triton.InferRequestedOutput("shout", binary_data=binary_out)])
+    assert [bytes(v) if not isinstance(v, str) else v.encode() for v in result.as_numpy("shout")] \
+        == ["héllo!".encode(), b"!", "日本!".encode()]
+    assert result.get_output("shout")["datatype"] == "BYTES"

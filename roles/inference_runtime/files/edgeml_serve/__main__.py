@@ -8,6 +8,7 @@ import uvicorn
 
 from .app import Server
 from .config import ConfigError
+from .connections import protocol_class
 
 
 def main(argv=None):
@@ -20,7 +21,13 @@ def main(argv=None):
     except (ConfigError, OSError) as exc:
         print(f"edgeml-serve: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(server.app(), host=server.config.bind, port=server.config.port,
+    config = server.config
+    # The connection limits are read from the configuration in force when a connection opens,
+    # so a reload (SIGHUP) applies new ones to new connections; bind and port need a restart.
+    uvicorn.run(server.app(), host=config.bind, port=config.port,
+                http=protocol_class(lambda: server.config, server.events), ws="none",
+                limit_concurrency=config.limit_concurrency,
+                timeout_keep_alive=config.keep_alive_timeout,
                 log_level="warning", access_log=False, timeout_graceful_shutdown=30)
     return 0
 

@@ -9,21 +9,71 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import anyio
 from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from . import __version__, config as config_mod
+from .connections import CLIENT_GONE, CLOSED_BY_SERVER, Events
 from .metrics import Metrics
 from .models import ModelSet, choose_providers
-from .protocol import BadRequest, decode, encode
+from .protocol import BadRequest, TooLarge, decode, encode
 
 LOG = logging.getLogger("edgeml_serve")
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
+ANSWER_CHUNK = 1 << 20  # an answer goes out in pieces of this, checking the client is still there
 
 
-def error(status, message):
-    return JSONResponse({"error": message}, status_code=status)
+class ClientGone(Exception):
+    """The client closed its connection; the message says at which point."""
+
+
+class Busy(Exception):
+    """The request bodies held at once are at their limit (max_buffered_bytes): 503."""
+
+
+def error(status, message, headers=None):
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def client_gone(scope, receive):
+    """Whether the client has gone, without waiting: from the server's flag where it gives one
+    (connections.CLIENT_GONE), else as Request.is_disconnected does (a receive cancelled at once)."""
+    flag = scope.get(CLIENT_GONE)
+    if flag is not None:
+        return flag()
+    message = {}
+    with anyio.CancelScope() as cancelled:
+        cancelled.cancel()
+        message = await receive()  # returns at once only when there is something to say
+    return message.get("type") == "http.disconnect"
+
+
+class Answer(Response):
+    """An inference answer. A large one goes out in pieces; if the client goes away meanwhile
+    the rest is not sent and on_gone(bytes sent, total) is called, once."""
+
+    def __init__(self, content, headers, on_gone):
+        super().__init__(content, headers=headers)
+        self.on_gone = on_gone
+
+    async def __call__(self, scope, receive, send):
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})
+        total = len(self.body)
+        if total <= ANSWER_CHUNK:
+            await send({"type": "http.response.body", "body": self.body})
+            return
+        view = memoryview(self.body)
+        for start in range(0, total, ANSWER_CHUNK):
+            if start and await client_gone(scope, receive):
+                self.on_gone(start, total)
+                return
+            end = start + ANSWER_CHUNK
+            await send({"type": "http.response.body", "body": bytes(view[start:end]),
+                        "more_body": end < total})
 
 
 class Server:
@@ -35,15 +85,18 @@ class Server:
                                self.config.intra_op_threads)
         self.executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="infer")
         self.token = self.config.token
+        self.events = Events(self.metrics)
+        self.buffered = 0  # request body bytes held now, all requests (max_buffered_bytes)
 
     async def reload(self):
         """SIGHUP: read the configuration again and load what changed, old versions serving."""
         try:
             new = config_mod.load(self.config_path)
+            token = new.token
         except config_mod.ConfigError as exc:
             LOG.error("reload: %s; keeping the running configuration", exc)
             return
-        self.config, self.token = new, new.token
+        self.config, self.token = new, token
         await asyncio.get_running_loop().run_in_executor(None, self.models.load, new.models)
         LOG.info("reload: done; serving %s", ", ".join(self.models.names()) or "nothing")
 
@@ -65,18 +118,37 @@ class Server:
             return None
         return error(401, "missing or wrong bearer token")
 
-    async def body(self, request):
+    async def body(self, request, held):
+        """The request body, counted against max_request_bytes and, with every other body being
+        read, max_buffered_bytes; held[0] is what this request holds (the caller gives it back)."""
         length = request.headers.get("content-length")
-        limit = self.config.max_request_bytes
+        limit, budget = self.config.max_request_bytes, self.config.buffered_bytes
         if length and length.isdigit() and int(length) > limit:
-            raise BadRequest(f"request of {length} bytes is over the limit of {limit}")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BadRequest(f"request is over the limit of {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            raise TooLarge(f"request of {length} bytes is over the limit of {limit}")
+        data = bytearray()
+        try:
+            async for chunk in request.stream():
+                if len(data) + len(chunk) > limit:
+                    raise TooLarge(f"request is over the limit of {limit} bytes")
+                if self.buffered + len(chunk) > budget:
+                    raise Busy(f"the request bodies being read are at the limit of {budget} "
+                               "bytes at once (max_buffered_bytes); try again shortly")
+                self.buffered += len(chunk)
+                held[0] += len(chunk)
+                data += chunk
+        except ClientDisconnect:
+            raise ClientGone("while sending its request") from None
+        return data
+
+    def gone(self, request, name, when):
+        """A client that went away: one log line (none if the server cut it off), no answer."""
+        closed_by = request.scope.get(CLOSED_BY_SERVER)
+        self.metrics.error(name, 408 if closed_by in ("header_timeout", "body_timeout") else 499)
+        if not closed_by:
+            who = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+            self.events.note("client_gone", f"{who}: model {name}: the client went away {when}",
+                             logging.INFO)
+        return Response(status_code=499)  # not sent: nobody is listening
 
     def model_or_error(self, request):
         name = request.path_params["model"]
@@ -132,29 +204,43 @@ class Server:
             self.metrics.error(name, 404)
             return problem
         started = time.perf_counter()
+        held = [0]
         try:
-            body = await self.body(request)
+            body = await self.body(request, held)
             request_id, arrays, names, binary = decode(
-                body, request.headers.get("inference-header-content-length"), model.inputs)
+                body, request.headers.get("inference-header-content-length"), model.inputs,
+                self.config.max_elements)
             if model.inline:  # fast once warm (see LoadedModel)
                 outputs = model.infer(arrays, names)
             else:
                 outputs = await asyncio.get_running_loop().run_in_executor(
                     self.executor, model.infer, arrays, names)
+            data, headers = encode(model.name, model.version, request_id, outputs, binary)
         except BadRequest as exc:
             self.metrics.error(name, 400)
-            status = 413 if "over the limit" in str(exc) else 400
-            return error(status, str(exc))
+            if isinstance(exc, TooLarge):  # the rest of the body is not read: close
+                return error(413, str(exc), {"connection": "close"})
+            return error(400, str(exc))
         except KeyError as exc:
             self.metrics.error(name, 400)
             return error(400, str(exc.args[0]))
+        except Busy as exc:
+            self.metrics.error(name, 503)
+            self.events.note("busy", f"model {name}: refused with 503: {exc}")
+            return error(503, str(exc), {"retry-after": "1", "connection": "close"})
+        except ClientGone as exc:
+            return self.gone(request, name, str(exc))
         except Exception as exc:  # pylint: disable=broad-except  # onnxruntime's own errors
             self.metrics.error(name, 500)
             LOG.exception("model %s: inference failed", name)
             return error(500, f"inference failed: {exc}")
-        data, headers = encode(model.name, model.version, request_id, outputs, binary)
+        finally:
+            self.buffered -= held[0]
+        if await client_gone(request.scope, request.receive):
+            return self.gone(request, name, "before its answer was ready")
         self.metrics.observe(name, time.perf_counter() - started)
-        return Response(data, headers=headers)
+        return Answer(data, headers, lambda sent, total: self.gone(
+            request, name, f"after {sent} of the {total} bytes of its answer"))
 
     async def metrics_page(self, request):
         return self.unauthorized(request) or PlainTextResponse(

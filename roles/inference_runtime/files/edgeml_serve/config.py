@@ -18,26 +18,56 @@ class ModelConfig:
 
 
 @dataclass
-class Config:
+class Config:  # pylint: disable=too-many-instance-attributes  # one field per setting
     bind: str = "127.0.0.1"
     port: int = 8080
     token_file: Optional[str] = None
     max_request_bytes: int = 16 << 20
     threads: int = 2
-    intra_op_threads: int = 0  # 0: onnxruntime decides (one per core)
+    intra_op_threads: int = 0  # 0: one per physical core, as onnxruntime's own default
     providers: List[str] = field(default_factory=lambda: ["auto"])
     models: List[ModelConfig] = field(default_factory=list)
+    # Limits on what clients can hold (see connections.py). Seconds, counts and bytes.
+    limit_concurrency: int = 128  # open connections or requests in progress; then 503 (not probes)
+    keep_alive_timeout: float = 5.0  # an idle kept-alive connection is closed after this
+    header_timeout: float = 10.0  # the request line and headers must arrive within this
+    body_timeout: float = 30.0  # the whole body within this; also the longest wait on a client
+    #                             that stops reading its answer
+    max_header_bytes: int = 64 << 10  # request line and headers; larger: 431
+    max_buffered_bytes: int = 0  # request bodies held at once, all requests; 0: 4 x max_request_bytes
 
     @property
     def token(self):
+        """The bearer token, or None without a token_file. A token_file that holds only
+        whitespace is an error, not "no token": the server would otherwise run open."""
         if not self.token_file:
             return None
-        with open(self.token_file, encoding="utf-8") as handle:
-            return handle.read().strip() or None
+        try:
+            with open(self.token_file, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"token_file: {exc}") from None
+        if not token:
+            raise ConfigError(f"token_file {self.token_file} is empty: write a token to it, or "
+                              "remove token_file to serve without one (on loopback only)")
+        return token
+
+    @property
+    def buffered_bytes(self):
+        return self.max_buffered_bytes or 4 * self.max_request_bytes
+
+    @property
+    def max_elements(self):
+        """Tensor elements one request may declare, all inputs together: every element takes at
+        least one byte of the request (a BOOL or UINT8 in binary form), so a shape over this
+        cannot be carried by a request the server would accept anyway."""
+        return self.max_request_bytes
 
 
 KEYS = {"bind", "port", "token_file", "max_request_bytes", "threads", "intra_op_threads",
-        "providers", "models"}
+        "providers", "models", "limit_concurrency", "keep_alive_timeout", "header_timeout",
+        "body_timeout", "max_header_bytes", "max_buffered_bytes"}
+POSITIVE = ("limit_concurrency", "keep_alive_timeout", "header_timeout", "body_timeout")
 
 
 def load(path):
@@ -62,4 +92,13 @@ def load(path):
     config = Config(models=models, **data)
     if config.threads < 1 or config.max_request_bytes < 1024:
         raise ConfigError(f"{path}: threads must be >= 1 and max_request_bytes >= 1024")
+    for key in POSITIVE:
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{path}: {key} must be a number above 0, got {value!r}")
+    if config.max_header_bytes < 1024:
+        raise ConfigError(f"{path}: max_header_bytes must be >= 1024, got {config.max_header_bytes}")
+    if config.max_buffered_bytes and config.max_buffered_bytes < config.max_request_bytes:
+        raise ConfigError(f"{path}: max_buffered_bytes ({config.max_buffered_bytes}) must be 0 or "
+                          f"at least max_request_bytes ({config.max_request_bytes})")
     return config

@@ -14,6 +14,7 @@ class Metrics:
         self.load_seconds = {}  # model -> seconds
         self.load_failures = {}  # model -> count
         self.served = {}  # model -> digest
+        self.events = {}  # kind -> count (connections cut off, requests refused, clients gone)
 
     def observe(self, model, seconds):
         with self._lock:
@@ -28,6 +29,10 @@ class Metrics:
     def error(self, model, code):
         with self._lock:
             self.errors[(model, code)] = self.errors.get((model, code), 0) + 1
+
+    def event(self, kind):
+        with self._lock:
+            self.events[kind] = self.events.get(kind, 0) + 1
 
     def loaded(self, model, digest, seconds):
         with self._lock:
@@ -69,4 +74,10 @@ class Metrics:
                     "# TYPE edgeml_model_served_info gauge"]
             out += [f'edgeml_model_served_info{{model="{m}",digest="{d}"}} 1'
                     for m, d in sorted(self.served.items())]
+            out += ["# HELP edgeml_server_events_total Connections cut off (header_timeout, "
+                    "body_timeout, write_timeout, headers_too_large), requests refused (busy) and "
+                    "clients that went away (client_gone).",
+                    "# TYPE edgeml_server_events_total counter"]
+            out += [f'edgeml_server_events_total{{kind="{k}"}} {n}'
+                    for k, n in sorted(self.events.items())]
         return "\n".join(out) + "\n"

@@ -35,6 +35,21 @@ def _signature(values):
 INLINE_SECONDS = 0.01
 
 
+def physical_cores():
+    """Cores (not hyper-threads) this process may run on, from sysfs: the intra-op thread count
+    onnxruntime picks by default, which it cannot work out itself when /proc/cpuinfo is hidden
+    (the unit's ProcSubset=pid) — it would fall back to one thread."""
+    cores = set()
+    for cpu in os.sched_getaffinity(0):
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list",
+                      encoding="ascii") as handle:
+                cores.add(handle.read().strip())
+        except OSError:
+            cores.add(str(cpu))
+    return max(1, len(cores))
+
+
 class LoadedModel:
     """One version of one model: an onnxruntime session and what the protocol reports."""
 
@@ -46,12 +61,13 @@ class LoadedModel:
         self.version = f"sha256:{base}" if len(base) == 64 else base
         started = time.monotonic()
         options = ort.SessionOptions()
-        if intra_op_threads:
-            options.intra_op_num_threads = intra_op_threads
+        options.intra_op_num_threads = intra_op_threads or physical_cores()
         self.session = ort.InferenceSession(os.path.join(self.real_dir, filename), options,
                                             providers=providers)
         self.inputs = _signature(self.session.get_inputs())
         self.outputs = _signature(self.session.get_outputs())
+        self.default_outputs = ([o["name"] for o in self.outputs if o["datatype"] in V2_TO_NUMPY]
+                                or [o["name"] for o in self.outputs])
         meta_path = os.path.join(self.real_dir, "edgeml-model.json")
         self.meta = {}
         if os.path.exists(meta_path):
@@ -75,12 +91,15 @@ class LoadedModel:
             dtype = V2_TO_NUMPY.get(spec["datatype"], np.float32)
             if golden and spec["name"] in golden:
                 feeds[spec["name"]] = np.asarray(golden[spec["name"]], dtype=dtype)
-            else:
-                feeds[spec["name"]] = np.zeros([d if d > 0 else 1 for d in spec["shape"]], dtype)
+            else:  # zeros, or empty strings for a BYTES input
+                feeds[spec["name"]] = np.full([d if d > 0 else 1 for d in spec["shape"]],
+                                              "" if dtype is np.object_ else 0, dtype)
         self.session.run(None, feeds)
 
     def infer(self, arrays, names=None):
-        wanted = names or [o["name"] for o in self.outputs]
+        # By default the outputs the v2 protocol can carry (not sequences or maps); named ones
+        # it cannot are refused when the answer is encoded, saying which.
+        wanted = names or self.default_outputs
         unknown = set(wanted) - {o["name"] for o in self.outputs}
         if unknown:
             raise KeyError(f"unknown outputs {sorted(unknown)}")
