@@ -137,6 +137,7 @@ def registry_config(registry: Registry, password):
         # basic-auth upstream it needs them in the URL, where Go's HTTP client uses them.
         scheme, _sep, rest = registry.proxy_of.partition("://")
         config["proxy"] = {"remoteurl": f"{scheme}://{REGISTRY_USER}:{password}@{rest}"}
+        config["log"]["level"] = "warn"  # distribution 2.8 logs the remote URL at info
     return config
 
 
