@@ -75,8 +75,9 @@ def test_check_mode_changes_nothing_then_apply_then_idempotent(playbook):
 
         apply = playbook("edgeml.fleet.provision", *fresh)
         assert apply.rc == 0 and apply.stats["edge-b2"]["changed"] > 0
+        # Root's: the service's group may only read the store.
         assert sh("edge-b2", "stat", "-c", "%U %G %a", "/var/lib/edgeml-t/models").stdout.split() \
-            == ["edgeml-t", "edgeml-t", "750"]
+            == ["root", "edgeml-t", "750"]
 
         for args in (("--check",), ()):
             again = playbook("edgeml.fleet.provision", *args, *fresh)
