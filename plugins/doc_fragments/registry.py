@@ -57,7 +57,7 @@ options:
         and O(password). Keys other than C(url), C(ca_file), C(username), C(password) and C(kind)
         (set by the sites inventory) are refused.
       - Ansible does not hide values inside list elements by itself; the modules mask every
-        endpoint C(password) in their logs, messages and results. Keep it in a vault all the same:
+        endpoint C(password) in their logs, messages and results. Keep it in a vault all the same;
         callback plugins that record task arguments see it as it was given.
       - Blob downloads follow at most 5 storage redirects, each to http or https only, never from
         https to plain http, and without credentials. Manifests are read to at most 4 MiB, and

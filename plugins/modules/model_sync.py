@@ -75,8 +75,8 @@ options:
     default: 8589934592
   owner:
     description:
-      - Owner given to the store's directories and the model's files (V(root) as the roles set
-        it: the inference service only reads the store).
+      - Owner given to the store's directories and the model's files. The roles set V(root),
+        because the inference service only reads the store.
       - A difference in owner, group or mode (directories C(0750), files C(0640)) is put right
         and reported as a change, also in check mode.
     type: str
@@ -104,7 +104,7 @@ EXAMPLES = r"""
     registries: "{{ edgeml_registry_endpoints }}"
     username: "{{ edgeml_registry_username }}"
     password: "{{ edgeml_registry_password }}"
-    owner: edgeml
+    owner: root  # the service only reads the store: never make it the service user's
     group: edgeml
 
 - name: Stage a pinned digest without switching (a canary decides later)
@@ -293,6 +293,9 @@ def sync(module, store, result):
                 return
             store.ensure_dirs()
             store.clean_staging(name)
+            # What failed runs left (blobs no version uses, partial files) goes, but for this
+            # image's: a hostile source cannot pile up orphans run after run.
+            store.collect_garbage(keep=[layer["digest"] for layer in layers])
             unpack = sum(layer.get("size", 0) for layer in layers) * 4 if shape == "modelcar" else 0
             free = shutil.disk_usage(store.root).free
             wanted = need + unpack + max(1 << 20, (need + unpack) // 20)  # 5 % margin
@@ -322,10 +325,20 @@ def sync(module, store, result):
             store.activate(name, digest)
 
 
+def settle_ownership(module, store, result, ids):
+    """Ownership and modes drift too: putting them right is a change (reported in check mode)."""
+    if ids != (-1, -1) and os.path.isdir(store.model_dir(module.params["name"])):
+        if store.settle_ownership(module.params["name"], *ids, apply=not module.check_mode):
+            result["changed"] = True
+
+
 def apply_state(module, store, result, ids):
     """Do what state asks (under the store lock); returns the digest that was current before."""
     params = module.params
     name = params["name"]
+    # The store's own directories become root's first (a store made by an older release was the
+    # service user's), so the service cannot swap one for a link while this run works in it.
+    settle_ownership(module, store, result, ids)
     before = store.current(name)
     if params["state"] == "absent":
         result["previous_digest"] = before
@@ -349,10 +362,7 @@ def apply_state(module, store, result, ids):
         sync(module, store, result)
     if not module.check_mode and result.get("digest") and store.prune(name, params["keep"]):
         store.collect_garbage()
-    if ids != (-1, -1) and os.path.isdir(store.model_dir(name)):
-        # Ownership and modes drift too: putting them right is a change (reported in check mode).
-        if store.settle_ownership(name, *ids, apply=not module.check_mode):
-            result["changed"] = True
+    settle_ownership(module, store, result, ids)
     digest = result.get("digest")
     if digest and store.has_version(name, digest):
         vdir = store.version_dir(name, digest)
