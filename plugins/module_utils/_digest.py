@@ -48,15 +48,25 @@ def digest_hex(digest):
 
 
 def check_descriptor(descriptor, where):
-    """A descriptor dict with a valid digest and a sane size; returns it."""
+    """A descriptor dict with a valid digest, a size (the OCI spec requires one: the disk check
+    and the download cap rest on it), annotations that map strings to strings and a platform
+    whose os, architecture and variant are strings; returns it."""
     if not isinstance(descriptor, dict):
         raise BadDigest(f"{where}: descriptor is not an object")
     check_digest(descriptor.get("digest"), f"{where} digest")
+    named = f"{where} ({descriptor['digest'][:19]}…)"
     size = descriptor.get("size")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int)
-                             or not 0 <= size <= MAX_BLOB_BYTES):
-        raise BadDigest(f"{where} ({descriptor['digest'][:19]}…): size {size!r} is not a "
-                        "byte count")
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_BLOB_BYTES:
+        raise BadDigest(f"{named}: size {size!r} is not a byte count")
+    annotations = descriptor.get("annotations")
+    if annotations is not None and not (isinstance(annotations, dict) and all(
+            isinstance(value, str) for value in annotations.values())):
+        raise BadDigest(f"{named}: annotations are not a map of strings")
+    platform = descriptor.get("platform", {})
+    if not isinstance(platform, dict) or not all(
+            isinstance(platform.get(key, ""), str) for key in ("os", "architecture", "variant")):
+        raise BadDigest(f"{named}: platform is not an object with string os, architecture and "
+                        "variant")
     return descriptor
 
 

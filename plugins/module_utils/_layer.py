@@ -110,6 +110,7 @@ class _Image:
         self.members_left = max_members
         self.where = "the image"
         self.made = set()  # paths (tuples under target) the current layer made
+        self.hidden = set()  # what the current layer's whiteouts hid already
         self.link_layers = {}  # symlink path -> the layer that made it (for messages)
         self.root_fd = os.open(target, DIR_FLAGS)
 
@@ -122,7 +123,7 @@ class _Image:
     # -- one layer ------------------------------------------------------------------------
     def apply(self, blob, digest):
         self.where = f"layer {digest[:19]}…"
-        self.made = set()
+        self.made, self.hidden = set(), set()
         try:
             with _layer_tar(blob, self.where) as tar:
                 while True:
@@ -354,18 +355,30 @@ class _Image:
             hidden = parent + (victim,)
         if self.prefix[:len(hidden)] == hidden:  # prefix itself, or a directory above it
             self._admit(name, self._under_prefix(parts) or (), what)
-            self._hide_entries((), what)
+            if self._first_time("entries", ()):
+                self._hide_entries((), what)
             return
         rel = self._under_prefix(hidden)
         if rel is None:
             return  # outside the model path
         self._admit(name, self._under_prefix(parts), what)
+        if not self._first_time("entries" if victim is None else "entry", rel):
+            return
         if victim is None:
             self._hide_entries(rel, what)
         else:
             with self._walk(rel[:-1], what, create=False) as fd:
                 if fd is not None:
                     self._hide(fd, rel[-1], rel)
+
+    def _first_time(self, kind, rel):
+        """False when this layer's whiteouts hid rel already: all that is left there, this
+        layer made, so a repeat would only walk the tree again (thousands of repeats of one
+        whiteout made a 400 KiB layer take hours)."""
+        if (kind, rel) in self.hidden:
+            return False
+        self.hidden.add((kind, rel))
+        return True
 
     def _hide_entries(self, rel, what):
         with self._walk(rel, what, create=False) as fd:

@@ -11,6 +11,7 @@ before they are read."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -56,8 +57,15 @@ class LayoutClient:
         self.name = f"oci-layout:{path}"
 
     def _open(self, path, what):
-        """A regular file open for reading (never a FIFO or device: no open that blocks)."""
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        """A regular file open for reading (never a FIFO or device: no open that blocks), and
+        never through a symlink: one could make root read any file on the host (its hash would
+        then be shown)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OCIError(f"{self.name}: {what} is a symlink; refusing it", self.name) from exc
+            raise
         handle = os.fdopen(fd, "rb")
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             handle.close()
@@ -75,7 +83,7 @@ class LayoutClient:
         try:
             json.loads(self._read_small(os.path.join(self.path, "oci-layout"), "oci-layout"))
             index = json.loads(self._read_small(os.path.join(self.path, "index.json"), "index.json"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise Unreachable(f"{self.name} is not a readable OCI image layout: {exc}", self.name)
         manifests = index.get("manifests") if isinstance(index, dict) else None
         return [m for m in manifests if isinstance(m, dict)] if isinstance(manifests, list) else []
@@ -106,7 +114,7 @@ class LayoutClient:
         if not media_type:
             try:
                 media_type = json.loads(body).get("mediaType") or OCI_MANIFEST
-            except (ValueError, AttributeError):
+            except (ValueError, RecursionError, AttributeError):
                 media_type = OCI_MANIFEST  # parse_manifest names what is wrong with it
         return body, media_type, digest
 

@@ -116,7 +116,7 @@ def parse_manifest(body, media_type, where):
                        "refusing it")
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         raise OCIError(f"{where}: the manifest is not JSON")
     if not isinstance(doc, dict):
         raise OCIError(f"{where}: the manifest is not a JSON object")
@@ -132,4 +132,6 @@ def parse_manifest(body, media_type, where):
         check_manifest_descriptors(doc, where)
     except BadDigest as exc:
         raise OCIError(exc.msg)
+    if media_type in MANIFEST_TYPES and not isinstance(doc.get("config"), dict):
+        raise OCIError(f"{where}: the image manifest has no config descriptor")
     return doc, media_type

@@ -159,7 +159,8 @@ class RegistryClient:
                                 self.name, exc.code)
             raise Unreachable(f"{self.name}: the token service {shown(realm)} answered HTTP "
                               f"{exc.code}", self.name, exc.code)
-        except (URLError, OSError, HTTPException, ValueError, AttributeError) as exc:
+        except (URLError, OSError, HTTPException, ValueError, RecursionError,
+                AttributeError) as exc:
             raise Unreachable(f"{self.name}: no token from {shown(realm)}: {exc}", self.name)
         if not isinstance(token, str) or not token:
             raise AuthError(f"{self.name}: the token service {shown(realm)} returned no token",
@@ -217,7 +218,8 @@ class RegistryClient:
         try:
             detail = json.loads(exc.read(MAX_SMALL_BODY) or b"{}").get("errors", [{}])[0].get("message", "")
             detail = str(detail)[:200]
-        except (ValueError, AttributeError, IndexError, OSError, HTTPException):
+        except (ValueError, RecursionError, AttributeError, LookupError, TypeError, OSError,
+                HTTPException):  # the detail is a courtesy: any shape of body may come
             detail = ""
         detail = f" ({detail})" if detail else ""
         if exc.code == 401:

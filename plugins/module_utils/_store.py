@@ -41,6 +41,8 @@ from ansible_collections.edgeml.fleet.plugins.module_utils._files import (
 from ansible_collections.edgeml.fleet.plugins.module_utils._layer import HostileLayer, extract_layers
 
 MODEL_RE = re.compile(r"\A[a-z0-9][a-z0-9_.-]{0,62}\Z")
+HEX_RE = re.compile(r"\A[0-9a-f]{64}\Z")  # the names of blobs and version directories
+MAX_TITLE = 255  # bytes, as NAME_MAX
 RESERVED_NAMES = frozenset({"blobs"})  # names of the store's own entries at its top level
 VERSION_FILE = ".edgeml-version.json"
 METADATA = "edgeml-model.json"
@@ -70,6 +72,44 @@ def _hex(digest):
     return digest_hex(digest)
 
 
+def _own_dir(path):
+    """path, one of the store's own directories, if it is a real directory or absent.
+
+    A symlink (or anything else) there was planted, for root to follow out of the store: refused.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return path
+    if not stat.S_ISDIR(mode):
+        kind = "a symlink" if stat.S_ISLNK(mode) else "not a directory"
+        raise StoreError(f"{path} is {kind}: the store's own directories are never links, so "
+                         "something planted it for root to follow. Refusing it; remove it and "
+                         "run again.")
+    return path
+
+
+def _is_real_dir(path):
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _check_title(layer):
+    """The file name an artifact layer's title gives: one plain name of at most MAX_TITLE bytes."""
+    title = (layer.get("annotations") or {}).get("org.opencontainers.image.title")
+    try:
+        size = len(title.encode("utf-8")) if isinstance(title, str) else None
+    except UnicodeEncodeError:
+        size = None
+    if size is None or not 0 < size <= MAX_TITLE or "/" in title or "\0" in title \
+            or title.startswith("."):
+        raise HostileLayer(f"layer {layer['digest']} is titled {title!r}: a file name must be one "
+                           f"name of 1 to {MAX_TITLE} bytes, not contain '/' or start with '.'")
+    return title
+
+
 class Store:
     def __init__(self, root):
         self.root = root
@@ -91,7 +131,7 @@ class Store:
             with open(self._verified_path(), encoding="utf-8") as handle:
                 data = json.load(handle)
             return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}
 
     def mark_verified(self, digests):
@@ -145,7 +185,9 @@ class Store:
             return 0
 
     def model_dir(self, model):
-        return os.path.join(self.root, check_model_name(model))
+        path = _own_dir(os.path.join(self.root, check_model_name(model)))
+        _own_dir(os.path.join(path, "versions"))
+        return path
 
     def version_dir(self, model, digest):
         return os.path.join(self.model_dir(model), "versions", _hex(digest))
@@ -163,7 +205,7 @@ class Store:
                        for rel, info in (record.get("files") or {}).items())
 
     def ensure_dirs(self):
-        for path in (self.root, os.path.dirname(self.blobs), self.blobs):
+        for path in (self.root, _own_dir(os.path.dirname(self.blobs)), _own_dir(self.blobs)):
             if not os.path.isdir(path):
                 os.makedirs(path, exist_ok=True)
                 os.chmod(path, 0o750)
@@ -172,9 +214,19 @@ class Store:
     def lock(self, timeout=600):
         """Hold the store's exclusive lock; wait up to timeout seconds for another run."""
         self.ensure_dirs()
-        fd = os.open(os.path.join(self.root, LOCK_FILE),
-                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        path = os.path.join(self.root, LOCK_FILE)
         try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot open the store's lock {path}: {exc.strerror}; it must be a "
+                             "regular file of this run's user (remove it)") from exc
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+                raise StoreError(f"the store's lock {path} is not a regular file of this run's "
+                                 "user: someone else made it, and could hold it for ever. Remove "
+                                 "it and run again.")
             deadline = time.monotonic() + timeout
             while True:
                 try:
@@ -211,14 +263,17 @@ class Store:
         if not os.path.isdir(self.root):
             return []
         return sorted(d for d in os.listdir(self.root)
-                      if d != "blobs" and MODEL_RE.match(d)
-                      and os.path.isdir(os.path.join(self.root, d, "versions")))
+                      if d not in RESERVED_NAMES and MODEL_RE.match(d)
+                      and _is_real_dir(os.path.join(self.root, d))
+                      and _is_real_dir(os.path.join(self.root, d, "versions")))
 
     def versions(self, model):
         """[(digest, record)] newest first."""
         base = os.path.join(self.model_dir(model), "versions")
         found = []
         for name in os.listdir(base) if os.path.isdir(base) else []:
+            if not HEX_RE.match(name):
+                continue  # a leftover .staging-… (a kill may leave one with its record)
             record = self.read_record(os.path.join(base, name))
             if record:
                 found.append(("sha256:" + name, record))
@@ -229,7 +284,7 @@ class Store:
         try:
             with open(os.path.join(version_dir, VERSION_FILE), encoding="utf-8") as handle:
                 return json.load(handle)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
 
     # -- staging -------------------------------------------------------------------------
@@ -244,8 +299,12 @@ class Store:
         tmp = tempfile.mkdtemp(prefix=".staging-", dir=parent)
         try:
             files = fill(tmp)
+            if os.path.lexists(os.path.join(tmp, VERSION_FILE)):
+                raise HostileLayer(f"the image holds a file named {VERSION_FILE} at the top of "
+                                   "the model, the name the store keeps for its version record; "
+                                   "refusing it")
             record = dict(record, files=files, staged_at=time.time())
-            with open(os.path.join(tmp, VERSION_FILE), "w", encoding="utf-8") as handle:
+            with open(os.path.join(tmp, VERSION_FILE), "x", encoding="utf-8") as handle:
                 json.dump(record, handle, indent=1, sort_keys=True)
             os.chmod(tmp, 0o750)
             fsync_tree(tmp)  # every byte on disk before the name that publishes it
@@ -273,17 +332,20 @@ class Store:
         """OCI artifact: each layer is one file named by its title annotation (hard links)."""
         files = {}
         for layer in layers:
-            title = (layer.get("annotations") or {}).get("org.opencontainers.image.title")
-            if not title:
+            if not (layer.get("annotations") or {}).get("org.opencontainers.image.title"):
                 continue
-            if "/" in title or title in (".", "..") or title.startswith(".") or "\0" in title:
-                raise HostileLayer(f"layer {layer['digest']} is titled {title!r}: a file name "
-                                   "must not contain '/' or start with '.'")
+            title = _check_title(layer)
+            if title in files:  # a second link of that name would write into the first blob
+                raise HostileLayer(f"layer {layer['digest']} is titled {title!r}, like "
+                                   f"{files[title]['digest']}: two files of one name; refusing it")
             dest = os.path.join(target, title)
             try:
                 os.link(self.blob_path(layer["digest"]), dest)
-            except OSError:  # another file system, or no hard links: copy
-                shutil.copyfile(self.blob_path(layer["digest"]), dest)
+            except OSError as exc:  # another file system, or no hard links: copy to a new file
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                with open(self.blob_path(layer["digest"]), "rb") as src, open(dest, "xb") as out:
+                    shutil.copyfileobj(src, out)
             os.chmod(dest, 0o640)
             files[title] = {"digest": layer["digest"], "size": layer["size"]}
         if not files:
@@ -402,21 +464,29 @@ class Store:
                 refs.update(record.get("blobs", []))
         return refs
 
-    def collect_garbage(self):
-        """Delete blobs no staged version refers to. Returns bytes freed."""
-        if not os.path.isdir(self.blobs):
+    def collect_garbage(self, keep=()):
+        """Delete blobs no staged version refers to, and partial downloads, except those of the
+        digests in keep (the image being synced: what a broken run left resumes). Only names of
+        blobs are touched. Returns bytes freed."""
+        if not os.path.isdir(_own_dir(self.blobs)):
             return 0
         refs = {_hex(d) for d in self.referenced_blobs()}
+        wanted = {_hex(d) for d in keep}
         freed = 0
         for name in os.listdir(self.blobs):
-            if name.endswith(".partial") or name in refs:
+            partial = name.endswith(".partial")
+            blob = name[:-len(".partial")] if partial else name
+            if not HEX_RE.match(blob) or blob in wanted or (blob in refs and not partial):
                 continue
             path = os.path.join(self.blobs, name)
-            freed += os.lstat(path).st_size
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode):
+                continue  # not ours to remove
+            freed += info.st_size
             os.unlink(path)
         if freed:
             records = self._read_verified()
-            kept = {k: v for k, v in records.items() if k in refs}
+            kept = {k: v for k, v in records.items() if k in refs | wanted}
             if kept != records:
                 write_file_atomic(self._verified_path(),
                                   json.dumps(kept, sort_keys=True).encode())

@@ -12,14 +12,16 @@ counted over the partial file and every resume, and such a blob is refused.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import queue
+import stat
 import threading
 import time
 from http.client import HTTPException
 
-from ansible_collections.edgeml.fleet.plugins.module_utils._digest import BadDigest, digest_hex, sha256_file
+from ansible_collections.edgeml.fleet.plugins.module_utils._digest import BadDigest, digest_hex
 from ansible_collections.edgeml.fleet.plugins.module_utils._files import publish
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import DigestMismatch, OCIError, Unreachable
 
@@ -86,6 +88,44 @@ def _start_writeback(out):
         os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
+def _open_partial(partial, append):
+    """The partial file for writing: never through a link, never a FIFO or device (O_NONBLOCK:
+    a FIFO without a reader fails instead of blocking), made if missing."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    fd = os.open(partial, flags | (os.O_APPEND if append else os.O_TRUNC), 0o640)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", partial)
+    return os.fdopen(fd, "ab" if append else "wb")
+
+
+def _resume(partial, limit, hasher):
+    """Bytes already in the partial file (fed to hasher), to resume after; 0 to start afresh.
+
+    Only a regular file of at most limit bytes is resumed. Anything else found under that
+    name (a symlink, FIFO or device planted for root to follow) is removed, not opened; a
+    directory there is refused. The partial file exists afterwards (an empty blob needs it).
+    """
+    try:
+        info = os.lstat(partial)
+    except FileNotFoundError:
+        info = None
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise OCIError(f"{partial} is a directory, not a partial download; remove it")
+    if info is not None and (not stat.S_ISREG(info.st_mode) or info.st_size > limit):
+        os.unlink(partial)
+        info = None
+    with _open_partial(partial, append=True):
+        pass  # made if missing, through no link
+    if info is None:
+        return 0
+    fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            hasher.update(chunk)
+        return handle.tell()
+
+
 def download_blob(client, repo, digest, dest, size=None, retries=2, progress=None,
                   max_bytes=MAX_UNSIZED_BLOB):
     """Stream a blob to dest, checking sha256 while streaming; resume from dest.partial.
@@ -100,14 +140,7 @@ def download_blob(client, repo, digest, dest, size=None, retries=2, progress=Non
     limit = max_bytes if size is None else size
     partial = dest + ".partial"
     hasher = hashlib.sha256()
-    offset = 0
-    if os.path.exists(partial):
-        offset = os.path.getsize(partial)
-        if offset > limit:
-            os.unlink(partial)
-            offset = 0
-        else:
-            sha256_file(partial, hasher)
+    offset = resumed = _resume(partial, limit, hasher)
     fetched = 0
     attempt, failed_at = 0, -1
     while True:
@@ -121,7 +154,7 @@ def download_blob(client, repo, digest, dest, size=None, retries=2, progress=Non
             if status == 200 and offset:
                 offset = start = 0  # the server ignored Range: start again
                 hasher = hashlib.sha256()
-            with open(partial, "ab" if offset else "wb") as out:
+            with _open_partial(partial, append=bool(offset)) as out:
                 offset = start + _stream(resp, out, hasher, limit + 1 - start, progress)
             resp.close()
             if offset > limit:
@@ -153,6 +186,9 @@ def download_blob(client, repo, digest, dest, size=None, retries=2, progress=Non
             time.sleep(min(0.5 * 2 ** (attempt - 1), 10))
     if "sha256:" + hasher.hexdigest() != digest:
         os.unlink(partial)
+        if resumed:  # the bytes resumed may be another source's (a mirror's): once more, whole
+            return fetched + download_blob(client, repo, digest, dest, size, retries, progress,
+                                           max_bytes)
         raise DigestMismatch(f"{client.name}: blob {digest} of {repo} failed verification: its "
                              f"content hashes to sha256:{hasher.hexdigest()}; the registry's copy is "
                              f"corrupt or was altered. Nothing was activated.", client.name)

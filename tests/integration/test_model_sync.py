@@ -106,8 +106,8 @@ def test_index_resolves_to_the_host_platform(registry, tmp_path, sample_models):
     synced = sync(registry, tmp_path, name="multi", ref="modelcars/multi:1.0")
     assert synced["digest"] == result["digest"]  # the index digest is the version
     loads_and_answers(tmp_path, "multi")
-    index = json.loads(_registry.RegistryClient(registry.url, "tester", registry.password,
-                                           ca_path=registry.ca).get_manifest("modelcars/multi", "1.0")[0])
+    client = _registry.RegistryClient(registry.url, "tester", registry.password, ca_path=registry.ca)
+    index = json.loads(client.get_manifest("modelcars/multi", "1.0")[0])
     assert index["mediaType"] == _oci.OCI_INDEX and len(index["manifests"]) == 2
     picked = _oci.choose_platform(index, "x", _oci.host_platform("aarch64"))
     assert picked["platform"]["architecture"] == "arm64"
@@ -193,8 +193,8 @@ def test_corrupt_blob_in_registry_is_refused(registry, sample_models, active_v1,
         (model / name).write_bytes((sample_models[("fraud-detector", "1.1")] / name).read_bytes())
     (model / "edgeml-model.json").write_text((model / "edgeml-model.json").read_text() + " ")
     digest = publish(registry, "models/corrupt", "1", model)["digest"]
-    manifest = json.loads(_registry.RegistryClient(registry.url, "tester", registry.password,
-                                              ca_path=registry.ca).get_manifest("models/corrupt", digest)[0])
+    client = _registry.RegistryClient(registry.url, "tester", registry.password, ca_path=registry.ca)
+    manifest = json.loads(client.get_manifest("models/corrupt", digest)[0])
     blob = registry.blob_data_path(manifest["layers"][1]["digest"])
     data = bytearray(blob.read_bytes())
     data[0] ^= 0xFF

@@ -473,9 +473,10 @@ HOSTILE = {
                                           r"wheelhouse/runtime\.tar: a bundle holds only regular files", ()),
     "signature by a key not in the host's signers": (_resign, r"aurora/SHA256SUMS\.sig is not made by a key in", ()),
     "unsigned": (lambda root, _tmp: (root / "SHA256SUMS.sig").unlink(), r"aurora/SHA256SUMS\.sig is missing", ()),
-    "altered file list": (lambda root, _tmp: (root / "SHA256SUMS").write_text(
-        (root / "SHA256SUMS").read_text() + "0" * 64 + "  extra\n"),
-                          r"aurora/SHA256SUMS\.sig: the signature does not match", ()),
+    "altered file list": (
+        lambda root, _tmp: (root / "SHA256SUMS").write_text(
+            (root / "SHA256SUMS").read_text() + "0" * 64 + "  extra\n"),
+        r"aurora/SHA256SUMS\.sig: the signature does not match", ()),
     "bundle for another site": (lambda root, _tmp: None,
                                 r"aurora/manifest\.json: this bundle is for edge-c1 \(sites site-c\), not edge-a1",
                                 ("--host", "edge-a1")),

@@ -87,3 +87,33 @@ def test_file_digest(tmp_path):
     path.write_bytes(b"abc")
     assert _digest.file_digest(str(path)) == (
         "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    ({"size": None}, "is not a byte count"),
+    ({"size": "absent"}, "is not a byte count"),
+    ({"annotations": ["x"]}, "annotations are not a map of strings"),
+    ({"annotations": {"org.opencontainers.image.title": 5}}, "annotations are not a map"),
+    ({"platform": "linux"}, "platform is not an object"),
+    ({"platform": {"os": "linux", "architecture": 5}}, "platform is not an object"),
+])
+def test_descriptor_shapes_that_crashed_later_are_refused(extra, fragment):
+    """Each of these passed the check and then raised a TypeError, KeyError or AttributeError
+    (a raw traceback) where model_sync summed sizes, read titles or chose a platform."""
+    layer = {"mediaType": "x", "digest": GOOD, "size": 3}
+    layer.update(extra)
+    if layer["size"] == "absent":
+        del layer["size"]
+    with pytest.raises(_oci.OCIError, match=fragment):
+        _oci.parse_manifest(manifest(layers=[layer]), "", "where")
+
+
+def test_an_image_manifest_needs_a_config():
+    body = json.dumps({"schemaVersion": 2, "mediaType": _oci.OCI_MANIFEST, "layers": []}).encode()
+    with pytest.raises(_oci.OCIError, match="has no config descriptor"):
+        _oci.parse_manifest(body, "", "where")
+
+
+def test_json_nested_thousands_deep_is_not_json():
+    with pytest.raises(_oci.OCIError, match="is not JSON"):
+        _oci.parse_manifest(b"[" * 100000, _oci.OCI_MANIFEST, "where")

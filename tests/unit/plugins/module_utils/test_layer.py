@@ -568,3 +568,19 @@ def test_property_damaged_layers_are_refused_cleanly(flips, compress):
     for position, value in flips:
         data[position % len(data)] = value
     check_invariants([bytes(data)])
+
+
+@pytest.mark.parametrize("whiteout", ["models/.wh..wh..opq", "models/.wh.d"])
+def test_repeated_whiteouts_do_not_walk_the_tree_again(tmp_path, monkeypatch, whiteout):
+    """Each repeat of one whiteout walked every entry its layer had made under it again: 50,000
+    files and 50,000 repeats (a 400 KiB gzip layer) held root's CPU and the store lock for
+    hours. The work must grow with the entries, not with entries times whiteouts."""
+    n = 1500
+    calls = []
+    lmode = _layer._lmode
+    monkeypatch.setattr(_layer, "_lmode", lambda *args: calls.append(1) or lmode(*args))
+    layer = tar(mkdir("models/d"), *(reg(f"models/d/f{i}") for i in range(n)),
+                *(reg(whiteout, b"") for _unused in range(n)), compress=True)
+    files, error, touched = run(str(tmp_path), [tar(reg("models/d/old")), layer])
+    assert error is None and not touched and "d/old" not in files and len(files) == n
+    assert len(calls) < 20 * n, f"{len(calls)} lookups for {n} entries"

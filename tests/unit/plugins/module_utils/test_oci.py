@@ -260,8 +260,8 @@ class EndlessClient:
         return self.responses[-1], 206 if offset else 200
 
 
-@pytest.mark.parametrize("size,max_bytes,partial", [(1024, None, 0), (None, 4096, 0),
-                                                     (1024, None, 1000)])
+@pytest.mark.parametrize("size,max_bytes,partial",
+                         [(1024, None, 0), (None, 4096, 0), (1024, None, 1000)])
 def test_download_reads_at_most_one_byte_past_the_limit(tmp_path, size, max_bytes, partial):
     digest = "sha256:" + "ab" * 32
     dest = tmp_path / digest[7:]
@@ -299,7 +299,7 @@ def _layout_with(tmp_path, body):
 
 
 def test_layout_refuses_a_huge_manifest(tmp_path):
-    client, path, _ = _layout_with(tmp_path, b"{}")
+    client, path, _unused = _layout_with(tmp_path, b"{}")
     with open(path, "wb") as handle:
         handle.truncate(MAX_MANIFEST_BYTES + 1)  # sparse
     with pytest.raises(_oci.OCIError,
@@ -324,3 +324,19 @@ def test_layout_refuses_a_fifo_without_blocking(tmp_path):
         client.get_manifest("models/m", digest)
     with pytest.raises(_oci.OCIError, match="is not a regular file"):
         client.open_blob("models/m", digest)
+
+
+def test_layout_never_reads_through_a_symlink(tmp_path):
+    """A layout from a stranger's stick whose blob is a link to a root-only file: root read it
+    and printed its hash ('its content hashes to sha256:…')."""
+    secret = tmp_path / "shadow"
+    secret.write_bytes(b"root:$6$secret\n")
+    shown = hashlib.sha256(secret.read_bytes()).hexdigest()
+    client, path, digest = _layout_with(tmp_path / "layout", b"{}")
+    path.unlink()
+    os.symlink(secret, path)
+    for call in (lambda: client.get_manifest("models/m", digest),
+                 lambda: client.open_blob("models/m", digest)):
+        with pytest.raises(_oci.OCIError, match="is a symlink; refusing it") as caught:
+            call()
+        assert shown not in caught.value.msg

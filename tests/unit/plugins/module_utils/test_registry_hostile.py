@@ -7,18 +7,21 @@ and leave the active version as it was.
 
 import base64
 import hashlib
+import io
 import json
 import os
+import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
-from hostile_registry import (OCI_INDEX, HostileRegistry, bearer, digest_of, endless, raw,
-                              redirect, self_signed)
+from hostile_registry import (OCI_INDEX, OCI_MANIFEST, TITLE as TITLE_KEY, HostileRegistry,
+                              bearer, digest_of, endless, raw, redirect, self_signed)
 
 sys.path.append(str(Path(__file__).resolve().parents[3] / "integration"))
-from modules import run_module  # noqa: E402  pylint: disable=wrong-import-position
+from modules import module_command, module_env, run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 REPO = "models/m"
 BENIGN = b"benign model bytes"
@@ -228,6 +231,118 @@ def wrong_password_for_mirror(serve, _tmp):
                              "password": SECRETS[1]}]}, [])
 
 
+def layer_with(annotations=None, size="keep", platform=None):
+    """An image whose one layer has these annotations, size (None: null, absent: no key)."""
+    def case(serve, _tmp):
+        registry = serve()
+        layer = registry.blob(b"layer")
+        if annotations is not None:
+            layer["annotations"] = annotations
+        if size == "absent":
+            del layer["size"]
+        elif size != "keep":
+            layer["size"] = size
+        if platform is not None:
+            layer["platform"] = platform
+        image_with(registry, "bad", layers=[layer])
+        fragment = "annotations are not a map of strings" if annotations is not None else \
+            "platform is not an object" if platform is not None else "is not a byte count"
+        return registry, "bad", fragment, {}, []
+    return case
+
+
+def titled(title):
+    def case(serve, _tmp):
+        registry = serve()
+        image_with(registry, "bad", layers=[registry.blob(b"layer", title)])
+        return registry, "bad", f"is titled {title!r}: a file name must be one name", {}, []
+    return case
+
+
+def odd_platform(serve, _tmp):
+    """An index whose platforms fit nothing: naming them in the message raised a TypeError."""
+    registry = serve()
+    child = image_with(registry, "child")
+    entries = [{"mediaType": OCI_MANIFEST, "digest": child, "size": 9,
+                "platform": {"os": "linux", "architecture": arch}} for arch in (5, "s390x")]
+    registry.manifest(REPO, "bad", {"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                    "manifests": entries}, OCI_INDEX)
+    return registry, "bad", "platform is not an object", {}, []
+
+
+def two_layers_one_title(serve, _tmp):
+    """The second link of one name would fail, and the copy that followed wrote the second
+    blob's bytes through the first link: into the blob the active version's file is."""
+    registry = serve()
+    active = {"mediaType": "application/octet-stream", "digest": digest_of(BENIGN),
+              "size": len(BENIGN), "annotations": {TITLE_KEY: "model.onnx"}}
+    image_with(registry, "bad", layers=[active, registry.blob(b"EVIL", "model.onnx")])
+    return registry, "bad", "two files of one name", {}, []
+
+
+def no_config(serve, _tmp):
+    registry = serve()
+    registry.manifest(REPO, "bad", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                                    "layers": [registry.blob(b"layer", "model.onnx")]})
+    return registry, "bad", "has no config descriptor", {}, []
+
+
+DEEP = b"[" * 100000  # json raises RecursionError, not ValueError
+
+
+def deep_manifest(serve, _tmp):
+    registry = serve()
+    registry.manifests[(REPO, "bad")] = (DEEP, OCI_MANIFEST)
+    return registry, "bad", "the manifest is not JSON", {}, []
+
+
+def deep_error_body(serve, _tmp):
+    registry = serve()
+    registry.manifests[(REPO, "bad")] = raw(b'{"errors": ' + DEEP, 404)
+    return registry, "bad", f"manifest {REPO}:bad: not found (HTTP 404)", {}, []
+
+
+def deep_token_answer(serve, _tmp):
+    registry = serve()
+    registry.manifests[(REPO, "bad")] = bearer(f"{registry.url}/token")
+    registry.paths["/token"] = raw(DEEP)
+    return registry, "bad", f"no token from {registry.url}/token", {}, []
+
+
+def range_not_satisfiable_from_zero(serve, _tmp):
+    registry = serve()
+    blob_answer(registry, "bad", b"never sent", raw(b"", 416))
+    return registry, "bad", "failed verification", {}, []
+
+
+def tar_layer(registry, *members):
+    raw_tar = io.BytesIO()
+    with tarfile.open(fileobj=raw_tar, mode="w") as archive:
+        for name, kind, payload in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.REGTYPE:
+                info.size = len(payload)
+                archive.addfile(info, io.BytesIO(payload))
+            else:
+                info.linkname = payload
+                archive.addfile(info)
+    return registry.blob(raw_tar.getvalue(), media_type="application/vnd.oci.image.layer.v1.tar")
+
+
+def modelcar_with_record_name(kind):
+    """A modelcar holding .edgeml-version.json: as a link, the store's record was written
+    through it into model.onnx (and that version became current); as a directory, a traceback."""
+    def case(serve, _tmp):
+        registry = serve()
+        member = ("models/.edgeml-version.json", tarfile.SYMTYPE, "model.onnx") if kind == "link" \
+            else ("models/.edgeml-version.json/x", tarfile.REGTYPE, b"x")
+        image_with(registry, "bad", layers=[tar_layer(
+            registry, ("models/model.onnx", tarfile.REGTYPE, b"weights"), member)])
+        return registry, "bad", "the name the store keeps for its version record", {}, []
+    return case
+
+
 CASES = {
     "digest path in config": digest_path_in("config"),
     "digest path in layers": digest_path_in("layers"),
@@ -249,6 +364,23 @@ CASES = {
     "pinned digest served other": pinned_digest_served_other,
     "index child served other": index_child_served_other,
     "wrong endpoint password": wrong_password_for_mirror,
+    "two layers one title": two_layers_one_title,
+    "title too long": titled("t" * 256),
+    "title with a slash": titled("a/b"),
+    "title a lone surrogate": titled("\ud800"),
+    "annotations not a map": layer_with(annotations=["x"]),
+    "title not a string": layer_with(annotations={"org.opencontainers.image.title": 5}),
+    "platform not an object": layer_with(platform="linux"),
+    "platform architecture not a string": odd_platform,
+    "size null": layer_with(size=None),
+    "size missing": layer_with(size="absent"),
+    "manifest without config": no_config,
+    "manifest nested deep": deep_manifest,
+    "error body nested deep": deep_error_body,
+    "token answer nested deep": deep_token_answer,
+    "416 for a whole blob": range_not_satisfiable_from_zero,
+    "modelcar record name as a link": modelcar_with_record_name("link"),
+    "modelcar record name as a directory": modelcar_with_record_name("dir"),
 }
 
 
@@ -303,3 +435,135 @@ def test_each_endpoint_gets_only_its_own_credentials(serve, tmp_path):
     assert set(plain.authorizations()) == {basic("module-user", SECRETS[0])}
     assert set(core.authorizations()) == {basic("core-user", SECRETS[2])}
     assert not any(secret in json.dumps(result) for secret in SECRETS), result
+
+
+def run_bounded(tmp_path, registries, seconds=60, **args):
+    """sync(), but a hang fails the test instead of holding it."""
+    args = dict({"name": "m", "store_dir": str(tmp_path / "store"), "registries": registries,
+                 "retries": 0, "timeout": 5, "_ansible_check_mode": False}, **args)
+    try:
+        proc = subprocess.run(module_command("model_sync", args), env=module_env(),
+                              capture_output=True, text=True, timeout=seconds, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"model_sync hung for {seconds} s")
+    try:
+        return json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError(f"model_sync printed no JSON: {proc.stdout}\n{proc.stderr}") from None
+
+
+def test_an_empty_file_is_staged(serve, tmp_path):
+    """A zero-byte layer never opened its partial file, and publishing it raised a traceback."""
+    registry = serve()
+    image_with(registry, "empty", layers=[registry.blob(b"", "empty.txt"),
+                                          registry.blob(b"w", "model.onnx")])
+    result = sync(tmp_path, [registry.url], ref=f"{REPO}:empty")
+    assert not result.get("failed"), result
+    assert (tmp_path / "store" / "m" / "current" / "empty.txt").read_bytes() == b""
+
+
+@pytest.mark.parametrize("planted", ["symlink", "fifo", "directory"])
+def test_a_planted_partial_file_is_never_followed(serve, tmp_path, planted):
+    """A partial file that is a link made root append the download to the file it named; a
+    FIFO hung the run for ever. A link or FIFO is removed and the blob fetched afresh; a
+    directory is refused. Nothing outside the store changes either way."""
+    registry = serve()
+    staged = Staged(tmp_path, registry)
+    data = b"the next version, longer than the file a link names " * 4
+    registry.artifact(REPO, "next", data)
+    partial = staged.store / "blobs" / "sha256" / (digest_of(data)[7:] + ".partial")
+    if planted == "symlink":
+        os.symlink(tmp_path / "etc" / "passwd", partial)
+    elif planted == "fifo":
+        os.mkfifo(partial)
+    else:
+        partial.mkdir()
+    staged.before = staged.snapshot()
+    result = run_bounded(tmp_path, [registry.url], ref=f"{REPO}:next", state="present")
+    staged.assert_untouched()
+    if planted == "directory":
+        assert result.get("failed") and "is a directory, not a partial download" in result["msg"]
+    else:
+        assert not result.get("failed"), result
+        assert (staged.store / "blobs" / "sha256" / digest_of(data)[7:]).read_bytes() == data
+
+
+@pytest.mark.parametrize("planted", ["blobs/sha256", "m/versions", "m"])
+def test_store_directories_planted_as_links_are_refused(serve, tmp_path, planted):
+    """A store an older release made is the service user's: it could swap one of the store's
+    directories for a link. Through blobs/sha256 clean-up deleted every file the link led to;
+    through m/versions a sync staged outside, then chowned and chmodded what lay there."""
+    registry = serve()
+    staged = Staged(tmp_path, registry, owner="root", group="root")
+    path = staged.store / planted
+    os.rename(path, path.with_name(path.name + ".moved"))
+    os.symlink(tmp_path / "etc", path)
+    before = tree_digest(tmp_path, skip=str(staged.store))
+    for args in ({"ref": f"{REPO}:good", "owner": "root", "group": "nogroup"},
+                 {"ref": f"{REPO}:good", "owner": "root", "group": "nogroup"},  # twice: 2nd chowned
+                 {"state": "absent"}):
+        result = sync(tmp_path, [registry.url], **args)
+        assert result.get("failed"), result
+        assert f"{path} is a symlink" in result["msg"], result["msg"]
+    assert tree_digest(tmp_path, skip=str(staged.store)) == before
+    assert os.stat(tmp_path / "etc" / "passwd").st_gid == 0
+
+
+@pytest.mark.parametrize("planted", ["symlink", "another user's"])
+def test_a_lock_planted_by_someone_else_is_refused(serve, tmp_path, planted):
+    """A lock file the service user made, it could hold for ever (every run then 'busy')."""
+    registry = serve()
+    staged = Staged(tmp_path, registry)
+    lock = staged.store / ".lock"
+    lock.unlink()
+    if planted == "symlink":
+        os.symlink(tmp_path / "etc" / "passwd", lock)
+    else:
+        lock.touch()
+        os.chown(lock, 65534, 65534)
+    staged.before = staged.snapshot()
+    result = sync(tmp_path, [registry.url], ref=f"{REPO}:good")
+    assert result.get("failed") and "lock" in result["msg"], result
+    assert "remove it" in result["msg"].lower(), result["msg"]
+    staged.assert_untouched()
+
+
+def test_orphans_of_failed_syncs_do_not_pile_up(serve, tmp_path):
+    """Each failed sync left its sound blobs and partial files, and nothing removed them: a
+    hostile source could fill the disk run after run (clean-up ran only after pruning)."""
+    registry = serve()
+    staged = Staged(tmp_path, registry)
+    blobs = staged.store / "blobs" / "sha256"
+    kept = set(os.listdir(blobs))
+    left = []
+    for run in range(3):
+        sound = registry.blob(f"sound {run}".encode() * 1000, "a.bin")
+        cut = f"cut {run}".encode() * 1000
+        broken = bad_descriptor(digest_of(cut))
+        broken["size"] = len(cut)
+        registry.blobs[broken["digest"]] = raw(cut[:100], length=len(cut))  # breaks off
+        image_with(registry, f"bad{run}", layers=[sound, broken])
+        result = sync(tmp_path, [registry.url], ref=f"{REPO}:bad{run}")
+        assert result.get("failed") and "broke off after 100 bytes" in result["msg"], result
+        left = set(os.listdir(blobs)) - kept
+        # This image's own leftovers stay (a re-run resumes them), earlier runs' are gone.
+        assert left == {sound["digest"][7:], broken["digest"][7:] + ".partial"}, left
+    staged.assert_untouched()
+
+
+def test_a_mirror_that_sends_wrong_bytes_then_breaks_off_cannot_block_core(serve, tmp_path):
+    """The partial file the mirror left was resumed from core, the whole failed verification,
+    and core was blamed ('the registry's copy is corrupt'): every run, for as long as the
+    mirror kept doing it. A resumed download that fails verification is fetched once whole."""
+    mirror, core = serve(), serve(host="127.0.0.2")
+    staged = Staged(tmp_path, core)
+    data = b"the next version from core " * 100
+    descriptor = core.blob(data, "model.onnx")
+    doc = core.image(core.blob(b"{}"), [descriptor])
+    digest = core.manifest(REPO, "next", doc)
+    mirror.manifest(REPO, "next", doc)
+    mirror.blobs[descriptor["digest"]] = raw(b"X" * 1000, length=len(data))  # wrong, then cut
+    result = sync(tmp_path, [mirror.url, core.url], ref=f"{REPO}:next")
+    assert not result.get("failed"), result["msg"]
+    assert result["digest"] == digest and (staged.current / "model.onnx").read_bytes() == data
+    assert tree_digest(tmp_path, skip=str(staged.store)) == staged.before[0]

@@ -287,3 +287,43 @@ def test_ownership_drift_is_a_change_and_check_mode_only_reports_it(tmp_path):
     assert store.settle_ownership("m", uid, gid)
     assert os.stat(path).st_mode & 0o777 == 0o640
     assert not store.settle_ownership("m", uid, gid)
+
+
+def test_a_staging_leftover_with_its_record_is_not_a_version(tmp_path):
+    """A kill after the record was written but before the rename leaves .staging-… with a
+    record; it was listed as version 'sha256:.staging-…', and pruning then failed every run."""
+    store = Store(str(tmp_path))
+    digest = stage_artifact(store, "m", b"one", "v1")
+    store.activate("m", digest)
+    leftover = os.path.join(tmp_path, "m", "versions", ".staging-killed")
+    os.mkdir(leftover)
+    with open(os.path.join(leftover, ".edgeml-version.json"), "w", encoding="utf-8") as out:
+        json.dump({"staged_at": 0, "blobs": [], "files": {}}, out)
+    assert [d for d, _r in store.versions("m")] == [digest]
+    assert store.prune("m", keep=1) == []
+
+
+def test_collect_garbage_removes_only_blob_names(tmp_path):
+    store = Store(str(tmp_path))
+    layer = put_blob(store, b"orphan")
+    for name in ("notes.txt", "a" * 64 + ".partial", "b" * 64 + ".partial"):
+        with open(os.path.join(store.blobs, name), "wb") as out:
+            out.write(b"x")
+    os.mkdir(os.path.join(store.blobs, "c" * 64))
+    store.collect_garbage(keep=["sha256:" + "b" * 64])
+    assert sorted(os.listdir(store.blobs)) == ["b" * 64 + ".partial", "c" * 64, "notes.txt"]
+    assert not store.has_blob(layer["digest"])
+
+
+def test_artifact_titles_must_be_unique(tmp_path):
+    """With two layers of one title, the copy that followed the failed second link wrote the
+    second blob through the first link, into the first blob."""
+    store = Store(str(tmp_path))
+    first, second = put_blob(store, b"first"), put_blob(store, b"second")
+    for layer in (first, second):
+        layer["annotations"] = {"org.opencontainers.image.title": "model.onnx"}
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(HostileLayer, match="two files of one name"):
+        store.link_artifact_files([first, second], str(target))
+    assert open(store.blob_path(first["digest"]), "rb").read() == b"first"
