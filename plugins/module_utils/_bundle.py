@@ -85,6 +85,20 @@ def sha256_file(path):
     return digest.hexdigest()
 
 
+def _walk(root):
+    """os.walk, which is recursive up to Python 3.11: an added chain of 1000 empty directories
+    raised RecursionError (a traceback, not a refusal naming the file)."""
+    walker = os.walk(root)
+    while True:
+        try:
+            entry = next(walker)
+        except StopIteration:
+            return
+        except RecursionError:
+            raise BundleError(f"{root}: directories nested too deeply for a bundle") from None
+        yield entry
+
+
 def list_files(root):
     """Relative paths of the bundle's files (not SHA256SUMS and its signature).
 
@@ -92,7 +106,7 @@ def list_files(root):
     a name with other characters is refused.
     """
     found = []
-    for dirpath, dirs, files in os.walk(root):
+    for dirpath, dirs, files in _walk(root):
         dirs.sort()
         for name in dirs + files:
             path = os.path.join(dirpath, name)
@@ -364,9 +378,12 @@ def read_chunk_list(directory, listing=None):
         if numbered.get(index) != f"{CHUNK_PREFIX}{index:03d}":
             raise BundleError(f"{path}: the chunks are not numbered 000 to {len(numbered) - 1:03d} "
                               f"(no {CHUNK_PREFIX}{index:03d})")
-        if not os.path.isfile(os.path.join(directory, numbered[index])):
-            raise BundleError(f"{os.path.join(directory, numbered[index])}: missing chunk "
-                              f"({len(numbered)} listed in {CHUNKS}); copy it from its medium")
+        chunk = os.path.join(directory, numbered[index])
+        if os.path.islink(chunk):  # read through, it could be any file (a device's is refused)
+            raise BundleError(f"{chunk}: a chunk set holds only regular files; this is a link")
+        if not os.path.isfile(chunk):
+            raise BundleError(f"{chunk}: missing chunk ({len(numbered)} listed in {CHUNKS}); "
+                              "copy it from its medium")
     chunks = [(numbered[i], listed[numbered[i]]) for i in range(len(numbered))]
     return chunks, sha256_file(path)
 
@@ -459,7 +476,9 @@ def _untar(reader, directory, staging, cap):
                 with open(target, "xb") as out:  # a name given twice is refused
                     shutil.copyfileobj(tar.extractfile(member), out, BLOCK)
                 os.chmod(target, 0o755 if member.mode & 0o100 else 0o644)
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, ValueError, OverflowError, UnicodeError) as exc:
+        # tarfile parses headers it cannot use with int() and the like (a GNU sparse map of
+        # "a,b"): a ValueError from a chunk that was altered, named by the caller (reader.damaged)
         raise BundleError(f"{directory}: the joined chunks are not a readable archive: {exc}")
     except FileExistsError as exc:
         raise BundleError(f"{where}: {exc.filename} is given twice; refused")

@@ -190,3 +190,49 @@ def test_a_blank_token_file_is_refused_not_served_open(tmp_path, content):
     path = write_config(tmp_path, f"token_file: {token}\n")
     with pytest.raises(config_mod.ConfigError, match="is empty"):
         Server(path)
+
+
+# --- request fields of the wrong JSON type (review of the abuse limits) --------------------------
+GOOD_X = {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}
+
+
+@pytest.mark.parametrize("request_body,fragment", [
+    ({"inputs": [dict(GOOD_X, name=[])]}, "unknown input"),
+    ({"inputs": [dict(GOOD_X, name={"a": 1})]}, "unknown input"),
+    ({"inputs": [dict(GOOD_X, parameters=[1])]}, "'parameters' must be an object"),
+    ({"inputs": [GOOD_X], "parameters": [1]}, "'parameters' must be an object"),
+    ({"inputs": [GOOD_X], "outputs": [{"name": "y", "parameters": "binary"}]},
+     "'parameters' must be an object"),
+    ({"inputs": [GOOD_X], "outputs": [{"name": [1]}]}, "'outputs' must be a list of {name}"),
+    ({"inputs": [GOOD_X], "outputs": [{"name": 1}, {"name": "z"}]},
+     "'outputs' must be a list of {name}"),
+], ids=["name a list", "name an object", "input parameters a list", "request parameters a list",
+        "output parameters a string", "output name a list", "output names of mixed types"])
+def test_request_fields_of_the_wrong_type_are_a_bad_request(client, caplog, request_body, fragment):
+    """Each was a 500 with a traceback in the log (unhashable name, list.get, int < str)."""
+    resp = client.post("/v2/models/scale/infer", json=request_body)
+    assert resp.status_code == 400 and fragment in resp.json()["error"], resp.text
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "100000"])
+def test_a_header_length_outside_the_request_says_so(client, value):
+    resp = client.post("/v2/models/scale/infer", content=json.dumps({"inputs": [GOOD_X]}),
+                       headers={"Inference-Header-Content-Length": value})
+    assert resp.status_code == 400
+    assert f"Inference-Header-Content-Length {value} does not fit the request" \
+        in resp.json()["error"]
+
+
+def test_made_up_model_names_add_no_metrics(client):
+    """A metrics label per made-up name grew the server without bound (2000 requests with 60 KB
+    names: 75 -> 190 MiB, a 120 MB /metrics page) and let a name inject lines into /metrics."""
+    for index in range(50):
+        assert client.post(f"/v2/models/{'n' * 1000}{index}/infer", json={}).status_code == 404
+    # x"} 1\nedgeml_injected_total{model="y
+    injected = "x%22%7D%201%0Aedgeml_injected_total%7Bmodel%3D%22y"
+    assert client.post(f"/v2/models/{injected}/infer", json={}).status_code == 404
+    text = client.get("/metrics").text
+    assert "nnnn" not in text and "edgeml_injected_total" not in text, text[-500:]
+    assert 'edgeml_inference_errors_total{model="(not served)",code="404"} 51' in text
+    assert len(text) < 8192

@@ -24,6 +24,7 @@ from .protocol import BadRequest, TooLarge, decode, encode
 LOG = logging.getLogger("edgeml_serve")
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
 ANSWER_CHUNK = 1 << 20  # an answer goes out in pieces of this, checking the client is still there
+UNKNOWN_MODEL = "(not served)"  # the metrics label of requests for models the server does not know
 
 
 class ClientGone(Exception):
@@ -201,7 +202,10 @@ class Server:
         name = request.path_params["model"]
         model, problem = self.model_or_error(request)
         if problem:
-            self.metrics.error(name, 404)
+            # Counted under the name only if it is one the server is configured with: a label per
+            # name a client makes up would grow the metrics without bound.
+            self.metrics.error(name if name in {m.name for m in self.config.models}
+                               else UNKNOWN_MODEL, 404)
             return problem
         started = time.perf_counter()
         held = [0]

@@ -7,7 +7,14 @@ what it sent) for as long as it likes. LimitedProtocol adds, per connection:
 
 - a header deadline: the request line and headers must arrive within header_timeout, counted
   from the connection's start or the next request's first byte (408, closed);
-- a cap on header bytes (431, closed) — httptools keeps whatever it is sent;
+- a cap on header bytes (431, closed) — httptools keeps whatever it is sent — and on a chunked
+  body's trailer fields, which are counted the same way and never kept (uvicorn appends them to
+  the request's headers: a client sent 1 GB of them in 2 s and the server held it all);
+- a cap on requests sent ahead of their answers (pipelining): uvicorn queues every one it parses,
+  and reads on after each answer (one connection took the server from 75 to 245 MB in 6 s);
+  over MAX_PIPELINED the connection is reset;
+- a request that is not HTTP, or asks for a protocol upgrade, is one counted event, not one or two
+  log lines of uvicorn's per request;
 - a body deadline: the whole body within body_timeout of the headers (408, closed);
 - a write deadline: a client that stops reading its answer for body_timeout is cut off;
 - health probes exempt from limit_concurrency, so a flood does not make the host look dead.
@@ -37,12 +44,15 @@ CLOSED_BY_SERVER = "edgeml.closed_by_server"
 CLIENT_GONE = "edgeml.client_gone"
 LOG_INTERVAL = 10.0
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
+MAX_PIPELINED = 16  # requests a connection may send ahead of their answers
 
 EVENTS = {  # kind: how the summary line names several
     "header_timeout": "connections closed for headers not sent in time",
     "body_timeout": "connections closed for a request body not sent in time",
     "write_timeout": "connections closed for not reading their answer",
     "headers_too_large": "connections refused for headers over the limit",
+    "bad_request": "connections closed for requests that are not valid HTTP",
+    "pipelined": "connections reset for sending too many requests ahead of their answers",
     "busy": "requests refused at the concurrency limit",
     "client_gone": "requests whose client went away",
 }
@@ -84,6 +94,10 @@ class Events:
                     EVENTS.get(kind, kind), self.interval)
 
 
+class _Refused(Exception):
+    """Raised in a parser callback to stop parsing what a connection sent: args are _cut_off's."""
+
+
 def _plain(status, phrase, text):
     body = json.dumps({"error": text}).encode()
     return (f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\n"
@@ -108,6 +122,7 @@ class LimitedProtocol(HttpToolsProtocol):
         self._write_timer = None
         self._awaiting_headers = True
         self._header_bytes = 0
+        self._trailer_bytes = 0
 
     # -- timers ----------------------------------------------------------------------------
     def _arm(self, seconds, callback):
@@ -182,11 +197,28 @@ class LimitedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data):
+        # uvicorn's own, but its parser errors and upgrade requests are counted events here
+        # (uvicorn logs a line or two for each), and a callback can stop parsing (_Refused).
         if self.transport.is_closing():
             return  # cut off: the rest is not parsed
         if self._awaiting_headers:
             self._header_bytes += len(data)
-        super().data_received(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # no upgrade is served (ws="none"): the request is answered as plain HTTP
+        except httptools.HttpParserError as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, _Refused):
+                kind, message, status, phrase = cause.args
+            else:
+                kind, message, status, phrase = ("bad_request", "not a valid HTTP request",
+                                                 400, "Bad Request")
+            if not self.transport.is_closing():
+                self._cut_off(kind, message, *(() if status is None or self._answering()
+                                               else (status, phrase)))
+            return
         if self._awaiting_headers and self._header_bytes > self.settings.max_header_bytes \
                 and not self.transport.is_closing():
             self._cut_off("headers_too_large",
@@ -207,6 +239,7 @@ class LimitedProtocol(HttpToolsProtocol):
     # -- httptools parser callbacks ------------------------------------------------------------
     def on_message_begin(self):
         super().on_message_begin()
+        self._trailer_bytes = 0
         if self._timer is None:  # the next request on a kept-alive connection
             self._arm(self.settings.header_timeout, self._headers_late)
 
@@ -231,10 +264,24 @@ class LimitedProtocol(HttpToolsProtocol):
             super().on_headers_complete()
         finally:
             self.app = app
+        if len(self.pipeline) > MAX_PIPELINED:
+            raise _Refused("pipelined", f"more than {MAX_PIPELINED} requests sent ahead of their "
+                           "answers", None, None)
         cycle = weakref.ref(self.cycle) if self.cycle is not None else None
         if cycle is not None:
             self.scope[CLIENT_GONE] = lambda: getattr(cycle(), "disconnected", True)
         self._arm(self.settings.body_timeout, self._body_late)
+
+    def on_header(self, name, value):
+        if self._awaiting_headers:
+            super().on_header(name, value)
+            return
+        # A chunked body's trailer fields: not used, so not kept; counted against the header cap.
+        self._trailer_bytes += len(name) + len(value) + 4
+        if self._trailer_bytes > self.settings.max_header_bytes:
+            raise _Refused("headers_too_large", "trailer fields over "
+                           f"{self.settings.max_header_bytes} bytes", 431,
+                           "Request Header Fields Too Large")
 
     def on_message_complete(self):
         super().on_message_complete()

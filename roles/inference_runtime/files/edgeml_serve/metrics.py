@@ -2,6 +2,12 @@
 
 import threading
 
+
+def _label(value):
+    """A label value as the text format writes it (backslash, double quote and newline escaped)."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -48,31 +54,31 @@ class Metrics:
         with self._lock:
             out += ["# HELP edgeml_inference_requests_total Inference requests answered.",
                     "# TYPE edgeml_inference_requests_total counter"]
-            out += [f'edgeml_inference_requests_total{{model="{m}"}} {n}'
+            out += [f'edgeml_inference_requests_total{{model="{_label(m)}"}} {n}'
                     for m, n in sorted(self.requests.items())]
             out += ["# HELP edgeml_inference_errors_total Inference requests that failed, by code.",
                     "# TYPE edgeml_inference_errors_total counter"]
-            out += [f'edgeml_inference_errors_total{{model="{m}",code="{c}"}} {n}'
+            out += [f'edgeml_inference_errors_total{{model="{_label(m)}",code="{c}"}} {n}'
                     for (m, c), n in sorted(self.errors.items())]
             out += ["# HELP edgeml_inference_latency_seconds Time to answer an inference request.",
                     "# TYPE edgeml_inference_latency_seconds histogram"]
             for model, hist in sorted(self.latency.items()):
                 for bound, count in zip(BUCKETS, hist):
-                    out.append(f'edgeml_inference_latency_seconds_bucket{{model="{model}",le="{bound}"}} {count}')
-                out.append(f'edgeml_inference_latency_seconds_bucket{{model="{model}",le="+Inf"}} {hist[-1]}')
-                out.append(f'edgeml_inference_latency_seconds_sum{{model="{model}"}} {hist[-2]:.6f}')
-                out.append(f'edgeml_inference_latency_seconds_count{{model="{model}"}} {hist[-1]}')
+                    out.append(f'edgeml_inference_latency_seconds_bucket{{model="{_label(model)}",le="{bound}"}} {count}')
+                out.append(f'edgeml_inference_latency_seconds_bucket{{model="{_label(model)}",le="+Inf"}} {hist[-1]}')
+                out.append(f'edgeml_inference_latency_seconds_sum{{model="{_label(model)}"}} {hist[-2]:.6f}')
+                out.append(f'edgeml_inference_latency_seconds_count{{model="{_label(model)}"}} {hist[-1]}')
             out += ["# HELP edgeml_model_load_seconds Time the served version took to load and warm up.",
                     "# TYPE edgeml_model_load_seconds gauge"]
-            out += [f'edgeml_model_load_seconds{{model="{m}"}} {s:.6f}'
+            out += [f'edgeml_model_load_seconds{{model="{_label(m)}"}} {s:.6f}'
                     for m, s in sorted(self.load_seconds.items())]
             out += ["# HELP edgeml_model_load_failures_total Versions that failed to load (the old one kept serving).",
                     "# TYPE edgeml_model_load_failures_total counter"]
-            out += [f'edgeml_model_load_failures_total{{model="{m}"}} {n}'
+            out += [f'edgeml_model_load_failures_total{{model="{_label(m)}"}} {n}'
                     for m, n in sorted(self.load_failures.items())]
             out += ["# HELP edgeml_model_served_info The version (manifest digest) each model serves.",
                     "# TYPE edgeml_model_served_info gauge"]
-            out += [f'edgeml_model_served_info{{model="{m}",digest="{d}"}} 1'
+            out += [f'edgeml_model_served_info{{model="{_label(m)}",digest="{_label(d)}"}} 1'
                     for m, d in sorted(self.served.items())]
             out += ["# HELP edgeml_server_events_total Connections cut off (header_timeout, "
                     "body_timeout, write_timeout, headers_too_large), requests refused (busy) and "

@@ -83,6 +83,16 @@ def _strings_from_json(name, data, count):
     return flat
 
 
+def _parameters(obj, where):
+    """obj's "parameters" object ({} without one); a client may send anything there."""
+    parameters = obj.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise BadRequest(f"{where}: 'parameters' must be an object")
+    return parameters
+
+
 def decode(body, header_length, signature, max_elements=None):
     """-> (id, {input name: array}, requested output names or None, binary outputs wanted).
 
@@ -94,7 +104,8 @@ def decode(body, header_length, signature, max_elements=None):
         except ValueError:
             raise BadRequest("Inference-Header-Content-Length is not a number") from None
         if not 0 < header_length <= len(body):
-            raise BadRequest("Inference-Header-Content-Length is larger than the request")
+            raise BadRequest(f"Inference-Header-Content-Length {header_length} does not fit the "
+                             f"request of {len(body)} bytes (1 to {len(body)})")
         header, binary = memoryview(body)[:header_length], memoryview(body)[header_length:]
     else:
         header, binary = body, memoryview(b"")
@@ -110,7 +121,7 @@ def decode(body, header_length, signature, max_elements=None):
         if not isinstance(tensor, dict):
             raise BadRequest("each input is an object with name, shape, datatype and data")
         name = tensor.get("name")
-        if name not in expected:
+        if not isinstance(name, str) or name not in expected:
             raise BadRequest(f"unknown input '{name}'; the model takes {sorted(expected)}")
         want = expected[name]
         datatype, shape = tensor.get("datatype"), tensor.get("shape")
@@ -134,7 +145,7 @@ def decode(body, header_length, signature, max_elements=None):
     arrays, offset = {}, 0
     for tensor, name, datatype, shape, count in tensors:
         dtype = V2_TO_NUMPY[datatype]
-        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        size = _parameters(tensor, f"input '{name}'").get("binary_data_size")
         try:
             if size is not None:
                 if isinstance(size, bool) or not isinstance(size, int) or size < 0 \
@@ -170,13 +181,14 @@ def decode(body, header_length, signature, max_elements=None):
     if missing:
         raise BadRequest(f"missing inputs {sorted(missing)}")
     outputs = request.get("outputs")
-    names, binary_out = None, bool((request.get("parameters") or {}).get("binary_data_output"))
+    names, binary_out = None, bool(_parameters(request, "the request").get("binary_data_output"))
     if outputs is not None:
-        if not isinstance(outputs, list):
+        if not isinstance(outputs, list) or not all(
+                isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
             raise BadRequest("'outputs' must be a list of {name}")
-        names = [o.get("name") for o in outputs if isinstance(o, dict)]
-        binary_out = binary_out or any((o.get("parameters") or {}).get("binary_data")
-                                       for o in outputs if isinstance(o, dict))
+        names = [o["name"] for o in outputs]
+        binary_out = binary_out or any(_parameters(o, f"output '{o['name']}'").get("binary_data")
+                                       for o in outputs)
     return request.get("id"), arrays, names, binary_out
 
 

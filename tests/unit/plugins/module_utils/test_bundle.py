@@ -573,3 +573,156 @@ def test_bootstrap_refuses_a_hostile_chunk_set_and_changes_nothing(host, host_ch
     assert "bootstrap: bundle refused: " in result.stderr
     assert re.search(named, result.stderr), result.stderr
     assert host.state() == before
+
+
+# --- review of the bundle checks: malformed tar headers, deep directories, the results link ------
+
+def _pax_member(records, name="f", data=b""):
+    """A pax extended header of records (raw bytes, as a hostile chunk may hold), a member."""
+    payload = b""
+    for key, value in records:
+        record = b" " + key + b"=" + value + b"\n"
+        size = len(record) + 1
+        while len(str(size)) + len(record) != size:
+            size += 1
+        payload += str(size).encode() + record
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type, header.size = tarfile.XHDTYPE, len(payload)
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+
+    def padded(block):
+        return block + bytes(-len(block) % 512)
+    return (header.tobuf(tarfile.USTAR_FORMAT) + padded(payload) + info.tobuf(tarfile.USTAR_FORMAT)
+            + padded(data) + bytes(1024))
+
+
+BAD_SPARSE_MAP = [(b"GNU.sparse.major", b"0"), (b"GNU.sparse.minor", b"1"),
+                  (b"GNU.sparse.size", b"10"), (b"GNU.sparse.map", b"a,b")]
+
+
+def test_a_chunk_with_headers_tarfile_cannot_parse_is_refused_naming_it(tmp_path):
+    """tarfile raised ValueError on a GNU sparse map of "a,b": bundle_verify catches only
+    BundleError and OSError, so an altered chunk crashed the module with a traceback instead of
+    being named (join checks each chunk as the stream passes its end, after tar has parsed it)."""
+    data = _pax_member(BAD_SPARSE_MAP)
+    altered = tmp_path / "altered"
+    altered.mkdir()
+    (altered / "bundle.tar.000").write_bytes(data)
+    (altered / _bundle.CHUNKS).write_text(hashlib.sha256(b"what was signed").hexdigest()
+                                          + "  bundle.tar.000\n")
+    with pytest.raises(BundleError, match=r"altered/bundle\.tar\.000: checksum mismatch"):
+        _bundle.join(str(altered), str(tmp_path / "joined"))
+    listed = one_chunk(tmp_path / "listed", data)  # listed as it is: the archive is what is bad
+    with pytest.raises(BundleError, match="not a readable archive"):
+        _bundle.join(str(listed), str(tmp_path / "joined"))
+    assert not (tmp_path / "joined").exists() and not (tmp_path / "joined.joining").exists()
+
+
+@pytest.mark.parametrize("kind", ["link", "file"])
+def test_bootstrap_refuses_a_results_path_that_is_not_a_plain_directory(host, host_bundle, tmp_path,
+                                                                         kind):
+    """<bundle>.results is on the medium, next to the bundle, and bootstrap.sh (as root) deleted
+    <results>/summary.json and the playbook chmodded and wrote into it: a link there sent that
+    anywhere (reproduced: a real run deleted summary.json in the link's target; Ansible's file
+    task made a 0700 target 0755)."""
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o700)
+    (victim / "summary.json").write_text("not the bundle's\n")
+    results = host_bundle.parent / (host_bundle.name + ".results")
+    if kind == "link":
+        results.symlink_to(victim)
+    else:
+        results.write_text("")
+    before = host.state()
+    result = host.bootstrap(host_bundle, "--check")
+    assert result.returncode != 0, result.stdout
+    assert re.search(r"bootstrap: bundle refused: .*/aurora\.results: a link or not a directory",
+                     result.stderr), result.stderr
+    assert host.state() == before
+    assert (victim / "summary.json").read_text() == "not the bundle's\n"
+    assert victim.stat().st_mode & 0o777 == 0o700
+    results.unlink()
+    results.mkdir()  # a plain directory (a run before this one made it) is fine
+    assert host.bootstrap(host_bundle, "--check").returncode == 0
+
+
+def test_the_laptop_flow_does_not_follow_a_results_link(repo_root):
+    """The same directory in the laptop flow: ansible.builtin.file follows a link by default
+    (state=directory, mode=0755 chmodded the link's target); follow: false fails on it."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    plays = yaml.safe_load((repo_root / "playbooks" / "bootstrap_offline.yml").read_text())
+    tasks = [t for play in plays for t in play.get("tasks", [])
+             if t.get("name") == "Make the results directory next to the bundle"]
+    assert len(tasks) == 1 and tasks[0]["ansible.builtin.file"].get("follow") is False, tasks
+
+
+@pytest.mark.parametrize("kind", ["owned by another user", "writable by all, no sticky bit",
+                                  "below a directory of another user"])
+def test_bootstrap_refuses_a_tmpdir_where_another_user_could_swap_the_verified_copy(
+        host, host_bundle, tmp_path, kind):
+    """TMPDIR leaked in (sudo -E): the working copy went into a directory another user owns,
+    who could rename it after the check and put their own in its place. Reproduced as root with
+    TMPDIR owned by uid 65534: a process of that uid swapped it 0.8 s in, and what ran as
+    ansible-playbook read the swapped ansible.cfg (callback_plugins = …) and packages/*.deb."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    tmpdir = theirs
+    if kind == "writable by all, no sticky bit":
+        theirs.chmod(0o777)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("needs root to give a directory to another user")
+        os.chown(theirs, 65534, 65534)
+        if kind == "below a directory of another user":
+            tmpdir = theirs / "mine"
+            tmpdir.mkdir()
+            os.chown(tmpdir, 0, 0)
+    before = host.state()
+    result = subprocess.run(["sh", str(host_bundle / "bootstrap.sh"), "--bundle", str(host_bundle),
+                             "--prefix", str(host.root), "--host", "edge-c1", "--check"],
+                            capture_output=True, text=True, check=False,
+                            env={"PATH": os.environ["PATH"], "TMPDIR": str(tmpdir)})
+    assert result.returncode != 0, result.stdout
+    assert f"bootstrap: bundle refused: {theirs}: another user may rename what is in it" \
+        in result.stderr, result.stderr
+    assert host.state() == before
+    assert [p.name for p in theirs.iterdir()] == (["mine"] if tmpdir != theirs else [])
+    theirs.chmod(0o1777)  # sticky, like /tmp: fine
+    if kind != "writable by all, no sticky bit":
+        os.chown(theirs, 0, 0)
+    assert host.bootstrap(host_bundle, "--check").returncode == 0
+
+
+def test_the_laptop_flow_is_started_outside_the_bundle(repo_root):
+    """Typed in the bundle's directory (where the documented check by hand leaves the
+    technician), ansible-playbook read the bundle's added ansible.cfg at start: its
+    stdout_callback from ./cb ran on the laptop, then bundle_verify refused the bundle for the
+    very same ansible.cfg (reproduced with ansible-core 2.19). Only the docs can move where it
+    is started: the laptop command leaves the bundle's directory first and says why."""
+    doc = (repo_root / "docs" / "offline.md").read_text()
+    laptop = doc.split("## From a laptop", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", laptop, re.DOTALL).group(1)
+    assert block.startswith("cd ~"), block
+    assert "./ansible.cfg" in laptop and "never from the bundle's" in laptop
+
+
+def test_a_chunk_that_is_a_link_is_refused(host, host_chunks, tmp_path):
+    """bootstrap.sh copied chunks with cp, which reads through a link: a chunk set on the medium
+    could make root read any file (/proc/kcore, 128 TiB) into the working directory. A link to
+    an exact copy of the chunk elsewhere was accepted; now any link in a chunk set refuses it."""
+    genuine = tmp_path / "genuine-bootstrap.sh"
+    genuine.write_bytes((host_chunks / "bootstrap.sh").read_bytes())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    chunk = host_chunks / "bundle.tar.001"
+    chunk.rename(elsewhere / chunk.name)
+    chunk.symlink_to(elsewhere / chunk.name)
+    before = host.state()
+    result = host.bootstrap(host_chunks, "--check", script=genuine)
+    assert result.returncode != 0, result.stdout
+    assert re.search(r"bootstrap: bundle refused: .*/chunks/bundle\.tar\.001: a chunk set holds only "
+                     "regular files", result.stderr), result.stderr
+    assert host.state() == before
+    with pytest.raises(BundleError, match=r"bundle\.tar\.001: a chunk set holds only regular files"):
+        _bundle.read_chunk_list(host_chunks)
