@@ -620,8 +620,8 @@ def test_a_chunk_with_headers_tarfile_cannot_parse_is_refused_naming_it(tmp_path
 
 
 @pytest.mark.parametrize("kind", ["link", "file"])
-def test_bootstrap_refuses_a_results_path_that_is_not_a_plain_directory(host, host_bundle, tmp_path,
-                                                                         kind):
+def test_bootstrap_refuses_a_results_path_that_is_not_a_plain_directory(
+        host, host_bundle, tmp_path, kind):
     """<bundle>.results is on the medium, next to the bundle, and bootstrap.sh (as root) deleted
     <results>/summary.json and the playbook chmodded and wrote into it: a link there sent that
     anywhere (reproduced: a real run deleted summary.json in the link's target; Ansible's file
