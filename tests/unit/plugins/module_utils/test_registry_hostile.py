@@ -7,7 +7,6 @@ and leave the active version as it was.
 
 import base64
 import hashlib
-import io
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tar_members import tar_bytes
 from hostile_registry import (OCI_INDEX, OCI_MANIFEST, TITLE as TITLE_KEY, HostileRegistry,
                               bearer, digest_of, endless, raw, redirect, self_signed)
 
@@ -316,18 +316,7 @@ def range_not_satisfiable_from_zero(serve, _tmp):
 
 
 def tar_layer(registry, *members):
-    raw_tar = io.BytesIO()
-    with tarfile.open(fileobj=raw_tar, mode="w") as archive:
-        for name, kind, payload in members:
-            info = tarfile.TarInfo(name)
-            info.type = kind
-            if kind == tarfile.REGTYPE:
-                info.size = len(payload)
-                archive.addfile(info, io.BytesIO(payload))
-            else:
-                info.linkname = payload
-                archive.addfile(info)
-    return registry.blob(raw_tar.getvalue(), media_type="application/vnd.oci.image.layer.v1.tar")
+    return registry.blob(tar_bytes(members), media_type="application/vnd.oci.image.layer.v1.tar")
 
 
 def modelcar_with_record_name(kind):

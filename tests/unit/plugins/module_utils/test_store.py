@@ -2,7 +2,6 @@
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import tarfile
@@ -10,6 +9,7 @@ import time
 
 import pytest
 
+from tar_members import tar_bytes
 from ansible_collections.edgeml.fleet.plugins.module_utils import _store
 from ansible_collections.edgeml.fleet.plugins.module_utils._store import (
     HostileLayer, Store, StoreBusy, StoreError)
@@ -113,18 +113,7 @@ def test_artifact_titles_cannot_escape(tmp_path, title):
 
 
 def tar_layer(store, members, compress=True):
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        for name, kind, payload in members:
-            info = tarfile.TarInfo(name)
-            info.type = kind
-            if kind == tarfile.REGTYPE:
-                info.size = len(payload)
-                tar.addfile(info, io.BytesIO(payload))
-            else:
-                info.linkname = payload
-                tar.addfile(info)
-    data = gzip.compress(raw.getvalue(), mtime=0) if compress else raw.getvalue()
+    data = gzip.compress(tar_bytes(members), mtime=0) if compress else tar_bytes(members)
     return put_blob(store, data)
 
 
