@@ -6,6 +6,8 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 BIN       := $(VENV)/bin
 COLL_LINK := .collections/ansible_collections/edgeml/fleet
+IMPORTER  := .venv-importer
+VERSION   := $(shell sed -n 's/^version: *//p' galaxy.yml)
 SANITY    := build/sanity/ansible_collections/edgeml/fleet
 
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
@@ -14,13 +16,13 @@ export EDGEML_LAB_STATE := $(CURDIR)/lab/.state
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
-.PHONY: help venv demo test soak lint sanity unit molecule integration lab-up lab-down lab-status build clean
+.PHONY: help venv demo test soak lint sanity unit molecule integration publish-check readmes lab-up lab-down lab-status build clean
 
 help:
 	@echo "make demo   bring the lab up and run edgeml.fleet.site against it"
 	@echo "make test   lint, sanity, unit, integration and molecule tests"
 	@echo "make soak   the long trials: 50 kill -9 crash trials, big property-based budgets"
-	@echo "make lab-up | lab-down | lab-status | build | clean"
+	@echo "make lab-up | lab-down | lab-status | build | publish-check | readmes | clean"
 
 # --- environment --------------------------------------------------------------------------
 $(VENV)/.installed: requirements.txt requirements-lab.txt requirements-test.txt
@@ -52,7 +54,7 @@ demo: lab-up
 # --- tests --------------------------------------------------------------------------------
 test: venv
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory lint sanity unit integration molecule && \
+	$(MAKE) --no-print-directory lint sanity unit publish-check integration molecule && \
 	echo "make test: all suites passed in $$(( $$(date +%s) - start )) s"
 
 lint: venv
@@ -84,5 +86,21 @@ soak: lab-up
 build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path build/
 
+# What Galaxy and Automation Hub run on upload, on the built tarball (in its own venv: it pins
+# its own ansible-core and ansible-lint). ansible-test and ansible-lint are off here because
+# make sanity and make lint run them already.
+$(IMPORTER)/.installed: requirements-importer.txt
+	@test -x $(IMPORTER)/bin/python || python3 -m venv $(IMPORTER)
+	$(IMPORTER)/bin/pip install -q -r requirements-importer.txt
+	@touch $@
+
+publish-check: build $(IMPORTER)/.installed
+	PATH=$(CURDIR)/$(IMPORTER)/bin:$$PATH GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/galaxy-importer.cfg \
+	  $(IMPORTER)/bin/python -m galaxy_importer.main build/edgeml-fleet-$(VERSION).tar.gz
+
+# Role READMEs are generated from meta/argument_specs.yml (a unit test fails when they drift).
+readmes: venv
+	$(PY) hacking/role_readmes.py
+
 clean:
-	rm -rf build .collections tests/output
+	rm -rf build .collections tests/output $(IMPORTER)

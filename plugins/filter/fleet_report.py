@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: fleet_report
 short_description: Build the JSON report of a fleet run
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Takes the host variables of the hosts a run targeted and returns one document - per host its
     site, connectivity, state and, per model, the digest wanted and served, the state

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: host_platform
 short_description: The platform an edge host needs software for
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - From a host's variables, its architecture, Python version and accelerator - what picks the
     runtime's wheels. Facts from M(edgeml.fleet.runtime_facts) win over the inventory's

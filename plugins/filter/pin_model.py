@@ -10,7 +10,7 @@ from ansible.errors import AnsibleFilterError
 DOCUMENTATION = r"""
 name: pin_model
 short_description: Pin a model assignment to the digest its tag was resolved to
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Returns the entry of C(edgeml_models) with C(digest) set from a C(ref -> digest) map (as the
     C(edgeml.fleet.model_digest) lookup resolves them), so every host gets the same version

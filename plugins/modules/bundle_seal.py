@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: bundle_seal
 short_description: Seal an offline bundle - manifest, checksums, signature, chunks
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The last step of C(edgeml.fleet.build_bundle). Checks the bundle's OCI image layout, writes
     C(manifest.json) (what is inside, with digests and sizes, and when it was made),

@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: bundle_verify
 short_description: Verify an offline bundle (signature, checksums, OCI layout) before use
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Checks an offline bundle made by C(edgeml.fleet.build_bundle) before anything is installed
     from it, in this order - the signature of C(SHA256SUMS) against an allowed-signers file

@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: inference_health
 short_description: Probe a model served over the KServe Open Inference Protocol (v2)
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Waits up to O(timeout) seconds until the server is live and ready, the model is ready and,
     with O(version), serves that version (the manifest digest the edgeml server reports).

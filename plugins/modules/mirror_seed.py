@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: mirror_seed
 short_description: Fill a registry (a disconnected site's mirror) from an OCI image layout
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Pushes every image named in the C(index.json) of an OCI image layout - the C(images/)
     directory of an offline bundle - to a registry, under the same repository and tag

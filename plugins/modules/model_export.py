@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: model_export
 short_description: Copy model images from a registry into an OCI image layout (offline bundle)
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Writes the model images named in O(models) into the OCI image layout at O(dest), the
     C(images/) directory of an offline bundle. Manifests are kept byte for byte, so a host that

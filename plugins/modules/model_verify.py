@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: model_verify
 short_description: Check a staged model version with ONNX Runtime before it goes into service
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Loads one version of a model with the ONNX Runtime installed on the host, using the host's
     execution providers, and runs four checks. Each is reported; the module fails when any
