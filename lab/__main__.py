@@ -16,13 +16,14 @@ def up_extra(name):
     client = engine.ensure_engine()
     tag = image.ensure_image(client)
     ca_cert = pki.ensure_ca()
-    for cert in extra["certs"]:
-        pki.ensure_server_cert(cert, [cert])
+    for gateway in extra.gateways:
+        pki.ensure_server_cert(gateway.name, [gateway.name])
     ssh_pub = pki.ensure_ssh_key().with_suffix(".pub").read_bytes()
-    containers.ensure_networks(client, extra["networks"])
-    started = [host.name for host in extra["hosts"]
+    containers.ensure_networks(client, extra.networks)
+    hosts = extra.gateways + extra.hosts
+    started = [host.name for host in hosts
                if containers.ensure_host(client, tag, host, ca_cert, ssh_pub)[1]]
-    print(f"lab: {name} extras up ({len(extra['hosts'])} hosts, {len(started)} started now)")
+    print(f"lab: {name} extras up ({len(hosts)} hosts, {len(started)} started now)")
 
 
 def up():
