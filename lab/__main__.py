@@ -1,4 +1,4 @@
-"""python -m lab up | down | status"""
+"""python -m lab up | down | status | render"""
 
 import argparse
 import json
@@ -6,7 +6,7 @@ import sys
 
 import docker
 
-from . import containers, engine, image, models, pki, publish
+from . import containers, engine, image, models, pki, publish, render
 from .topology import (CORE_REGISTRY, EXTRAS, HOSTS, LABEL, REGISTRIES, STATE)
 
 
@@ -86,10 +86,14 @@ def status():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "render"))
     parser.add_argument("--with", dest="extras", action="append", default=[], choices=sorted(EXTRAS),
                         help="also start these extra hosts (after the lab itself)")
+    parser.add_argument("--check", action="store_true",
+                        help="render: only name the derived files that differ from the topology")
     args = parser.parse_args(argv)
+    if args.command == "render":
+        return render.render(check=args.check)
     result = {"up": up, "down": down, "status": status}[args.command]() or 0
     if args.command == "up":
         for name in args.extras:

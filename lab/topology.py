@@ -1,6 +1,9 @@
-"""The lab's sites, networks, registries and hosts: the one place they are described.
+"""The lab's estate: its sites, networks, registries and hosts, described here and only here.
 
-``inventories/lab/lab.sites.yml`` describes the same estate to Ansible.
+The lab script starts containers from it. What Ansible and molecule read is derived from it by
+``python -m lab render`` (lab/render.py): the lab's sites inventory, the inventories of the
+extras and the molecule scenarios' platforms. The unit tests in ``tests/unit/lab/`` fail when
+those files drift from this one.
 """
 
 import os
