@@ -87,16 +87,16 @@ def rendered():
     return files
 
 
-def stale():
+def stale(files=None):
     """The derived files whose text differs from what the estate gives."""
-    return [path for path, text in rendered().items()
+    return [path for path, text in (files or rendered()).items()
             if not path.exists() or path.read_text() != text]
 
 
 def render(check=False):
     """Write the derived files that differ; with check, only name them and return 1 if any."""
     files = rendered()
-    paths = stale()
+    paths = stale(files)
     for path in paths:
         if check:
             print(f"lab: {path.relative_to(ROOT)} differs from lab/topology.py")
