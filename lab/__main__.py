@@ -1,4 +1,4 @@
-"""python -m lab up | down | status"""
+"""python -m lab up | down | status | render"""
 
 import argparse
 import json
@@ -6,7 +6,7 @@ import sys
 
 import docker
 
-from . import containers, engine, image, models, pki, publish
+from . import containers, engine, image, models, pki, publish, render
 from .topology import (CORE_REGISTRY, EXTRAS, HOSTS, LABEL, REGISTRIES, STATE)
 
 
@@ -16,13 +16,14 @@ def up_extra(name):
     client = engine.ensure_engine()
     tag = image.ensure_image(client)
     ca_cert = pki.ensure_ca()
-    for cert in extra["certs"]:
-        pki.ensure_server_cert(cert, [cert])
+    for gateway in extra.gateways:
+        pki.ensure_server_cert(gateway.name, [gateway.name])
     ssh_pub = pki.ensure_ssh_key().with_suffix(".pub").read_bytes()
-    containers.ensure_networks(client, extra["networks"])
-    started = [host.name for host in extra["hosts"]
+    containers.ensure_networks(client, extra.networks)
+    hosts = extra.gateways + extra.hosts
+    started = [host.name for host in hosts
                if containers.ensure_host(client, tag, host, ca_cert, ssh_pub)[1]]
-    print(f"lab: {name} extras up ({len(extra['hosts'])} hosts, {len(started)} started now)")
+    print(f"lab: {name} extras up ({len(hosts)} hosts, {len(started)} started now)")
 
 
 def up():
@@ -85,10 +86,14 @@ def status():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "render"))
     parser.add_argument("--with", dest="extras", action="append", default=[], choices=sorted(EXTRAS),
                         help="also start these extra hosts (after the lab itself)")
+    parser.add_argument("--check", action="store_true",
+                        help="render: only name the derived files that differ from the topology")
     args = parser.parse_args(argv)
+    if args.command == "render":
+        return render.render(check=args.check)
     result = {"up": up, "down": down, "status": status}[args.command]() or 0
     if args.command == "up":
         for name in args.extras:

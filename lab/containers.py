@@ -8,7 +8,8 @@ import docker
 import requests
 import yaml
 
-from .topology import (LABEL, NETWORKS, REGISTRY_USER, SSH_USER, STATE, Host, Registry)
+from .topology import (LABEL, NETWORKS, REGISTRY_LISTEN_PORT, REGISTRY_USER, SSH_USER, STATE, Host,
+                       Registry)
 
 # systemd in a container, without --privileged (this kernel withholds what that asks for).
 SYSTEMD_OPTIONS = {
@@ -127,7 +128,7 @@ def registry_config(registry: Registry, password):
         "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": False}},
         "storage": {"filesystem": {"rootdirectory": "/var/lib/registry"},
                     "delete": {"enabled": True}},
-        "http": {"addr": ":5000",
+        "http": {"addr": f":{REGISTRY_LISTEN_PORT}",
                  "tls": {"certificate": f"/etc/edgeml-registry/pki/{registry.name}.crt",
                          "key": f"/etc/edgeml-registry/pki/{registry.name}.key"}},
         "auth": {"htpasswd": {"realm": "edgeml-lab", "path": "/etc/edgeml-registry/pki/htpasswd"}},
@@ -153,7 +154,7 @@ def ensure_registry(client, image, registry: Registry, password):
             client, registry.name, image, list(registry.networks),
             command=["/usr/local/bin/registry", "serve", "/etc/edgeml-registry/config.yml"],
             environment={"SSL_CERT_FILE": "/etc/edgeml-registry/pki/ca.crt"},
-            ports={"5000/tcp": ("127.0.0.1", registry.port)},
+            ports={f"{REGISTRY_LISTEN_PORT}/tcp": ("127.0.0.1", registry.port)},
             volumes={
                 "/usr/bin/docker-registry": {"bind": "/usr/local/bin/registry", "mode": "ro"},
                 str(config): {"bind": "/etc/edgeml-registry/config.yml", "mode": "ro"},

@@ -1,7 +1,9 @@
-"""The lab's sites, networks and hosts: the one place they are described.
+"""The lab's estate: its sites, networks, registries and hosts, described here and only here.
 
-``inventories/lab/lab.sites.yml`` describes the same estate to Ansible; the unit test
-``tests/unit/lab/test_lab_inventory.py`` keeps the two in step.
+The lab script starts containers from it. What Ansible and molecule read is derived from it by
+``python -m lab render`` (lab/render.py): the lab's sites inventory, the inventories of the
+extras and the molecule scenarios' platforms. The unit tests in ``tests/unit/lab/`` fail when
+those files drift from this one.
 """
 
 import os
@@ -21,6 +23,18 @@ MIRROR_PORT = int(os.environ.get("EDGEML_LAB_MIRROR_PORT", "5001"))
 SSH_PORT = int(os.environ.get("EDGEML_LAB_SSH_PORT", "2222"))
 SSH_USER = "edgeadmin"
 REGISTRY_USER = "edgeml"
+# Every registry and mirror listens on this port inside the lab's networks (the ports above are
+# where the controller reaches them on 127.0.0.1).
+REGISTRY_LISTEN_PORT = 5000
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    connectivity: str  # connected, intermittent or disconnected, as in a sites inventory
+    mirror: Optional[str] = None  # URL of the site's registry mirror, as the site's hosts reach it
+    timezone: Optional[str] = None
+    maintenance_windows: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,7 @@ class Host:
     site: str
     networks: tuple = ()  # empty: no network at all (network_mode none)
     ssh_port: Optional[int] = None  # published on 127.0.0.1 when set
+    labels: dict = field(default_factory=dict)  # the inventory's edgeml_labels
 
 
 @dataclass(frozen=True)
@@ -39,35 +54,61 @@ class Registry:
     proxy_of: Optional[str] = None  # remote URL for a pull-through cache
     extra: dict = field(default_factory=dict)
 
+    @property
+    def url(self):
+        """The registry as the lab's hosts reach it."""
+        return f"https://{self.name}:{REGISTRY_LISTEN_PORT}"
 
-HOSTS = (
-    Host("edge-a1", "site-a", (CORE_NET,), ssh_port=SSH_PORT),
-    Host("edge-a2", "site-a", (CORE_NET,)),
-    Host("edge-b1", "site-b", (SITE_B_NET,)),
-    Host("edge-b2", "site-b", (SITE_B_NET,)),
-    Host("edge-c1", "site-c"),
-)
 
 CORE_REGISTRY = Registry("core-registry", (CORE_NET,), REGISTRY_PORT)
 SITE_B_MIRROR = Registry(
-    "site-b-mirror", (CORE_NET, SITE_B_NET), MIRROR_PORT, proxy_of="https://core-registry:5000"
+    "site-b-mirror", (CORE_NET, SITE_B_NET), MIRROR_PORT, proxy_of=CORE_REGISTRY.url
 )
 REGISTRIES = (CORE_REGISTRY, SITE_B_MIRROR)
 
 NETWORKS = {CORE_NET: {"internal": False}, SITE_B_NET: {"internal": True}}
 
-# Extra hosts some tests add (`python -m lab up --with NAME`); `lab down` removes them too.
+SITES = (
+    Site("site-a", "connected"),
+    Site("site-b", "intermittent", mirror=SITE_B_MIRROR.url, timezone="Europe/Berlin",
+         maintenance_windows=("Sat 02:00-04:00",)),
+    Site("site-c", "disconnected"),
+)
+
+HOSTS = (
+    Host("edge-a1", "site-a", (CORE_NET,), ssh_port=SSH_PORT, labels={"line": "1", "role": "inspection"}),
+    Host("edge-a2", "site-a", (CORE_NET,), labels={"line": "2", "role": "inspection"}),
+    Host("edge-b1", "site-b", (SITE_B_NET,), labels={"turbine": "07"}),
+    Host("edge-b2", "site-b", (SITE_B_NET,), labels={"turbine": "12"}),
+    Host("edge-c1", "site-c", labels={"vessel": "aurora"}),
+)
+
+
+@dataclass(frozen=True)
+class Extra:
+    """Hosts some tests add to a running lab (`python -m lab up --with NAME`; `lab down` removes
+    them too). The molecule scenario of the same name runs on them, with the inventory in
+    molecule/NAME/inventory/."""
+    about: str  # what the extra is for, at the head of its inventory
+    networks: dict
+    sites: tuple
+    gateways: tuple  # hosts that serve their site's registry mirror: each gets a TLS certificate
+    hosts: tuple  # the sites' edge hosts
+
+
 # mirror: an intermittent site of its own whose gateway runs role registry_mirror, so the
 # molecule scenario `mirror` starts from an empty cache and hosts that have pulled nothing.
 SITE_M_NET = "edgeml-site-m"
 EXTRAS = {
-    "mirror": {
-        "networks": {SITE_M_NET: {"internal": True}},
-        "hosts": (Host("gw-m", "site-m", (CORE_NET, SITE_M_NET)),
-                  Host("edge-m1", "site-m", (SITE_M_NET,)),
-                  Host("edge-m2", "site-m", (SITE_M_NET,))),
-        "certs": ("gw-m",),
-    },
+    "mirror": Extra(
+        about="An intermittent site of its own (lab: `python -m lab up --with mirror`): two hosts on an "
+              "internal network that reach the core registry only through their gateway's mirror.",
+        networks={SITE_M_NET: {"internal": True}},
+        sites=(Site("site-m", "intermittent", mirror=f"https://gw-m:{REGISTRY_LISTEN_PORT}"),),
+        gateways=(Host("gw-m", "site-m", (CORE_NET, SITE_M_NET)),),
+        hosts=(Host("edge-m1", "site-m", (SITE_M_NET,)),
+               Host("edge-m2", "site-m", (SITE_M_NET,))),
+    ),
 }
 
 # The address the controller (this machine) uses for the core registry.
