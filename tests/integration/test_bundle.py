@@ -266,8 +266,8 @@ def test_bootstrap_from_a_laptop_with_the_bundle_in_chunks(playbook, bundle):
     chunks = Path(str(bundle) + ".chunks")
     try:
         run = playbook("edgeml.fleet.bootstrap_offline", "-e", "edgeml_target=edge-c1",
-                       "-e", f"edgeml_bundle_path={chunks}",
-                       "-e", f"edgeml_bundle_allowed_signers={SIGNERS}")
+                       "-e", f"offline_bundle_path={chunks}",
+                       "-e", f"offline_bundle_allowed_signers={SIGNERS}")
         assert run.rc == 0, run.failure("edge-c1")
         report = json.loads((Path(str(chunks) + ".results") / "edge-c1.json").read_text())
         wanted = {m["name"]: m["digest"] for m in manifest(bundle)["models"]}
