@@ -38,9 +38,9 @@ def bundle(playbook, tmp_path_factory):
     """A signed bundle for site-c carrying an OS package, also cut into 16 MiB chunks."""
     work = tmp_path_factory.mktemp("bundles")
     path = work / "site-c"
-    run = playbook("edgeml.fleet.build_bundle", "-e", "edgeml_bundle_target=site_site_c",
-                   "-e", f"edgeml_bundle_dir={path}", "-e", "edgeml_bundle_chunk_size=16M",
-                   "-e", f"edgeml_bundle_packages_dir={make_deb(work)}")
+    run = playbook("edgeml.fleet.build_bundle", "-e", "offline_bundle_target=site_site_c",
+                   "-e", f"offline_bundle_dir={path}", "-e", "offline_bundle_chunk_size=16M",
+                   "-e", f"offline_bundle_packages_dir={make_deb(work)}")
     assert run.rc == 0, run.failure("localhost")
     return path
 
@@ -208,8 +208,8 @@ def test_a_delta_bundle_leaves_out_what_the_site_has(playbook, bundle, tmp_path)
     report = tmp_path / "edge-c1.json"
     report.write_text(json.dumps({"host": "edge-c1", "blobs": layers}))
     delta = tmp_path / "delta"
-    run = playbook("edgeml.fleet.build_bundle", "-e", "edgeml_bundle_target=site_site_c",
-                   "-e", f"edgeml_bundle_dir={delta}", "-e", f"edgeml_bundle_base_report={report}")
+    run = playbook("edgeml.fleet.build_bundle", "-e", "offline_bundle_target=site_site_c",
+                   "-e", f"offline_bundle_dir={delta}", "-e", f"offline_bundle_base_report={report}")
     assert run.rc == 0, run.failure("localhost")
     doc = manifest(delta)
     assert set(layers) <= set(doc["omitted"]) and doc["delta"] == {"have_blobs": len(layers)}
@@ -266,8 +266,8 @@ def test_bootstrap_from_a_laptop_with_the_bundle_in_chunks(playbook, bundle):
     chunks = Path(str(bundle) + ".chunks")
     try:
         run = playbook("edgeml.fleet.bootstrap_offline", "-e", "edgeml_target=edge-c1",
-                       "-e", f"edgeml_bundle_path={chunks}",
-                       "-e", f"edgeml_bundle_allowed_signers={SIGNERS}")
+                       "-e", f"offline_bundle_path={chunks}",
+                       "-e", f"offline_bundle_allowed_signers={SIGNERS}")
         assert run.rc == 0, run.failure("edge-c1")
         report = json.loads((Path(str(chunks) + ".results") / "edge-c1.json").read_text())
         wanted = {m["name"]: m["digest"] for m in manifest(bundle)["models"]}

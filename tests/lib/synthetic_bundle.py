@@ -49,12 +49,13 @@ def make_bundle(root, layers, wheel, ref="models/m:1", files=None, manifest=None
 
 
 def bootstrap_script():
-    """playbooks/templates/bootstrap.sh.j2 rendered as build_bundle renders it."""
+    """roles/offline_bundle/templates/bootstrap.sh.j2 rendered as the role renders it."""
     from jinja2 import Environment  # pylint: disable=import-outside-toplevel
-    template = (ROOT / "playbooks" / "templates" / "bootstrap.sh.j2").read_text()
+    template = (ROOT / "roles" / "offline_bundle" / "templates" / "bootstrap.sh.j2").read_text()
     return Environment(keep_trailing_newline=True).from_string(template).render({
-        "__bootstrap_venv": "/opt/edgeml/bootstrap", "__bootstrap_namespace": _bundle.NAMESPACE,
-        "ansible_version": {"full": "2.19.0"}, "__bundle_collection_file": "edgeml-fleet-1.0.0.tar.gz"})
+        "__offline_bundle_bootstrap_venv": "/opt/edgeml/bootstrap",
+        "__offline_bundle_signing_namespace": _bundle.NAMESPACE, "ansible_version": {"full": "2.19.0"},
+        "__offline_bundle_collection_file": "edgeml-fleet-1.0.0.tar.gz"})
 
 
 def make_host_bundle(root, hosts=("edge-c1",), sites=("site-c",)):

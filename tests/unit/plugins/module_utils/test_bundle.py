@@ -459,7 +459,7 @@ HOSTILE = {
         _add("ansible/x86_64-cp311/jinja2-9.9.9-py3-none-any.whl"),
         r"ansible/x86_64-cp311/jinja2-9\.9\.9-py3-none-any\.whl: not in SHA256SUMS", ()),
     "added .deb": (_add("packages/zz-evil_9.9_all.deb"), r"packages/zz-evil_9\.9_all\.deb: not in SHA256SUMS", ()),
-    "added group_vars": (_add("inventory/group_vars/all.yml", b"edgeml_bundle_require_signature: false\n"),
+    "added group_vars": (_add("inventory/group_vars/all.yml", b"offline_bundle_require_signature: false\n"),
                          r"inventory/group_vars/all\.yml: not in SHA256SUMS", ()),
     "added host_vars": (_add("inventory/host_vars/edge-c1.yml", b"ansible_python_interpreter: /tmp/x\n"),
                         r"inventory/host_vars/edge-c1\.yml: not in SHA256SUMS", ()),
@@ -651,8 +651,8 @@ def test_the_laptop_flow_does_not_follow_a_results_link(repo_root):
     """The same directory in the laptop flow: ansible.builtin.file follows a link by default
     (state=directory, mode=0755 chmodded the link's target); follow: false fails on it."""
     import yaml  # pylint: disable=import-outside-toplevel
-    plays = yaml.safe_load((repo_root / "playbooks" / "bootstrap_offline.yml").read_text())
-    tasks = [t for play in plays for t in play.get("tasks", [])
+    tasks = [t for path in (repo_root / "roles" / "offline_bundle" / "tasks").glob("*.yml")
+             for t in yaml.safe_load(path.read_text())
              if t.get("name") == "Make the results directory next to the bundle"]
     assert len(tasks) == 1 and tasks[0]["ansible.builtin.file"].get("follow") is False, tasks
 
