@@ -109,6 +109,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.edgeml.fleet.plugins.module_utils import _bundle
 from ansible_collections.edgeml.fleet.plugins.module_utils._bundle import BundleError
+from ansible_collections.edgeml.fleet.plugins.module_utils._digest import sha256_file
 
 
 def manifest_text(info, entries, created):
@@ -155,7 +156,7 @@ def seal(module, result):
         result["signed"] = bool(params["signing_key"]) or os.path.isfile(sig_path)
         return
     changed = _bundle.write_if_changed(os.path.join(root, _bundle.MANIFEST), text)
-    entries[_bundle.MANIFEST] = (_bundle.sha256_file(os.path.join(root, _bundle.MANIFEST)),
+    entries[_bundle.MANIFEST] = (sha256_file(os.path.join(root, _bundle.MANIFEST)).hexdigest(),
                                  len(text.encode()))
     changed = _bundle.write_sums(root, entries) or changed
     if params["signing_key"]:
