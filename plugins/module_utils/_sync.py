@@ -237,8 +237,6 @@ def apply_state(module, store, result, ids):
     return before
 
 
-
-
 def run(module):
     """model_sync's whole run: check the options, take the store's lock, apply state, exit."""
     params = module.params
