@@ -449,6 +449,13 @@ class Store:
         finally:
             os.close(fd)
 
+    def rejections(self, model):
+        """{digest: reason} of every rejected version of model."""
+        base = _own_dir(os.path.join(self.model_dir(model), REJECTED_DIR))
+        names = os.listdir(base) if _is_real_dir(base) else []
+        return {"sha256:" + name: self.rejection(model, "sha256:" + name)
+                for name in sorted(names) if HEX_RE.match(name)}
+
     def forget_rejection(self, model, digest):
         """Drop the rejection record of digest; returns True when there was one."""
         path = self._rejected_path(model, digest)

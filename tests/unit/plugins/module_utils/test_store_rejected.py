@@ -99,3 +99,13 @@ def test_a_record_that_is_a_link_or_a_directory_is_refused(tmp_path):
     record.mkdir()
     with pytest.raises(StoreError, match="not a regular file"):
         store.rejection("m", DIGEST)
+
+
+def test_rejections_lists_every_record(tmp_path):
+    store = Store(str(tmp_path))
+    other = "sha256:" + hashlib.sha256(b"v2").hexdigest()
+    assert store.rejections("m") == {}
+    store.reject("m", DIGEST, "one")
+    store.reject("m", other, "two")
+    (tmp_path / "m" / "rejected" / ".tmp-leftover").write_text("x")  # not a record
+    assert store.rejections("m") == {DIGEST: "one", other: "two"}
