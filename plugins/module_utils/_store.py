@@ -71,6 +71,11 @@ def check_model_name(name):
     return name
 
 
+def reason_text(reason):
+    """A rejection reason as the store keeps it: stripped, at most MAX_REASON bytes of UTF-8."""
+    return str(reason).encode("utf-8", "replace")[:MAX_REASON].decode("utf-8", "ignore").strip()
+
+
 def _hex(digest):
     return digest_hex(digest)
 
@@ -420,7 +425,7 @@ class Store:
         """Record digest of model as rejected, with the reason; owner uid, group gid (-1: this
         run's), modes 0750/0640. Returns True when the record was new or different."""
         path = self._rejected_path(model, digest)
-        reason = str(reason).encode("utf-8", "replace")[:MAX_REASON].decode("utf-8", "ignore").strip()
+        reason = reason_text(reason)
         if self.rejection(model, digest) == reason:
             return False
         for directory in (self.root, self.model_dir(model), os.path.dirname(path)):

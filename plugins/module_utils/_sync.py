@@ -27,7 +27,7 @@ from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
     INDEX_TYPES, TITLE, OCIError, choose_platform, parse_manifest, parse_ref)
 from ansible_collections.edgeml.fleet.plugins.module_utils._transfer import download_blob
 from ansible_collections.edgeml.fleet.plugins.module_utils._store import (
-    Store, StoreError, check_model_name)
+    Store, StoreError, check_model_name, reason_text)
 
 
 def resolve(clients, repo, reference, pinned):
@@ -104,7 +104,7 @@ def record_rejection(module, store, result, ids):
     """state=rejected: remember why this digest failed here, so a deploy does not try it again."""
     params = module.params
     result.update(digest=params["digest"], previous_digest=store.current(params["name"]))
-    reason = params["reason"].strip()
+    reason = reason_text(params["reason"])
     if store.rejection(params["name"], params["digest"]) != reason:
         result["changed"] = True
         if not module.check_mode:
