@@ -50,7 +50,7 @@ RETURN = r"""
 models:
   description:
     - Per model, its active and previous digests, its versions newest first, and the versions
-      rejected on this host (digest to reason, see M(edgeml.fleet.model_sync) O(state=rejected)).
+      rejected on this host (digest to reason, see O(edgeml.fleet.model_sync#module:state=rejected)).
   returned: always
   type: dict
   sample:
