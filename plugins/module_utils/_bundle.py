@@ -34,6 +34,7 @@ import shutil
 import tarfile
 import tempfile
 
+from ansible_collections.edgeml.fleet.plugins.module_utils._digest import sha256_file
 from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
 
 MANIFEST = "manifest.json"
@@ -77,14 +78,6 @@ def safe_relpath(name, where):
     return norm
 
 
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _walk(root):
     """os.walk, which is recursive up to Python 3.11: an added chain of 1000 empty directories
     raised RecursionError (a traceback, not a refusal naming the file)."""
@@ -124,7 +117,7 @@ def list_files(root):
 
 def hash_files(root, skip=()):
     """{relpath: (sha256, size)} for every file of the bundle but those in skip."""
-    return {rel: (sha256_file(os.path.join(root, rel)), os.path.getsize(os.path.join(root, rel)))
+    return {rel: (sha256_file(os.path.join(root, rel)).hexdigest(), os.path.getsize(os.path.join(root, rel)))
             for rel in list_files(root) if rel not in skip}
 
 
@@ -186,7 +179,7 @@ def check_sums(root, progress=None):
         path = os.path.join(root, rel)
         if not os.path.isfile(path):
             raise BundleError(f"{path}: missing (listed in {SUMS}); the bundle is incomplete")
-        got = sha256_file(path)
+        got = sha256_file(path).hexdigest()
         if got != want:
             raise BundleError(f"{path}: checksum mismatch (sha256 {got}, {SUMS} says {want}); "
                               "the file was altered or damaged in transit")
@@ -243,7 +236,7 @@ def check_layout(layout, omitted=(), hashed=()):
     omitted, hashed = set(omitted), set(hashed)
 
     def check_digest(path, digest):
-        if digest[7:] not in hashed and "sha256:" + sha256_file(path) != digest:
+        if digest[7:] not in hashed and "sha256:" + sha256_file(path).hexdigest() != digest:
             raise BundleError(f"{path}: content does not hash to its name {digest}")
 
     marker = os.path.join(layout, "oci-layout")
@@ -347,7 +340,7 @@ def split(root, out_dir, chunk_size):
     lines = [f"{digest}  {name}\n" for name, digest, _size in writer.chunks]
     if os.path.isfile(os.path.join(root, BOOTSTRAP)):
         shutil.copy(os.path.join(root, BOOTSTRAP), os.path.join(out_dir, BOOTSTRAP))
-        lines.append(f"{sha256_file(os.path.join(out_dir, BOOTSTRAP))}  {BOOTSTRAP}\n")
+        lines.append(f"{sha256_file(os.path.join(out_dir, BOOTSTRAP)).hexdigest()}  {BOOTSTRAP}\n")
     with open(os.path.join(out_dir, CHUNKS), "w", encoding="utf-8") as handle:
         handle.writelines(lines)
     return [{"file": name, "sha256": digest, "size": size} for name, digest, size in writer.chunks]
@@ -385,7 +378,7 @@ def read_chunk_list(directory, listing=None):
             raise BundleError(f"{chunk}: missing chunk ({len(numbered)} listed in {CHUNKS}); "
                               "copy it from its medium")
     chunks = [(numbered[i], listed[numbered[i]]) for i in range(len(numbered))]
-    return chunks, sha256_file(path)
+    return chunks, sha256_file(path).hexdigest()
 
 
 def check_chunks(directory, listing=None):
@@ -393,7 +386,7 @@ def check_chunks(directory, listing=None):
     chunks, ident = read_chunk_list(directory, listing)
     for name, want in chunks:
         path = os.path.join(directory, name)
-        if sha256_file(path) != want:
+        if sha256_file(path).hexdigest() != want:
             raise BundleError(f"{path}: checksum mismatch; copy this chunk again from the medium")
     return chunks, ident
 

@@ -3,10 +3,13 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Private to edgeml.fleet: golden vectors, signatures and latency figures (standard library only).
+"""Private to edgeml.fleet: the golden-case judge, signatures and latency figures (standard
+library only).
 
-model_verify (in-process, onnxruntime) and inference_health (over the v2 protocol) judge a model
-by the same rules, so a version that passes one is judged alike by the other.
+Decided here: when an answer is close enough to a golden output, how a set of golden cases is
+judged and reported, when a signature matches, and how latency is measured and summed up.
+model_verify (in-process, onnxruntime) and inference_health (over the v2 protocol) both judge
+with judge_cases and time_runs, so a version that passes one is judged alike by the other.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 
 DEFAULT_TOLERANCE = 1e-4
 
@@ -90,6 +94,23 @@ def compare_outputs(actual, expected, tolerance):
     return problems, worst
 
 
+def judge_cases(cases, answer, tolerance):
+    """Run every golden case through answer(case) -> {output name: values} and judge the outputs.
+
+    Returns {passed, cases, failed, max_abs_error, tolerance, problems}; each problem names its
+    case (numbered from 1).
+    """
+    problems, worst, failed = [], 0.0, 0
+    for number, case in enumerate(cases, 1):
+        case_problems, case_worst = compare_outputs(answer(case), case["outputs"], tolerance)
+        worst = max(worst, case_worst)
+        if case_problems:
+            failed += 1
+            problems.extend(f"case {number}: {p}" for p in case_problems)
+    return {"passed": not problems, "cases": len(cases), "failed": failed,
+            "max_abs_error": worst, "tolerance": tolerance, "problems": problems}
+
+
 def _numeric(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not (
         isinstance(value, float) and math.isnan(value))
@@ -108,6 +129,18 @@ def latency_summary(seconds):
             "p95_ms": round(percentile(seconds, 95) * 1000, 3),
             "max_ms": round(max(seconds) * 1000, 3),
             "samples": len(seconds)}
+
+
+def time_runs(call, runs, warmup=0):
+    """latency_summary of runs calls of call(), after warmup untimed ones."""
+    for _run in range(warmup):
+        call()
+    seconds = []
+    for _run in range(runs):
+        started = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - started)
+    return latency_summary(seconds)
 
 
 def read_metadata(path):

@@ -11,6 +11,7 @@
     <store>/<model>/versions/<digest-hex>/   one version's files + .edgeml-version.json
     <store>/<model>/current  -> versions/…   switched atomically (new symlink + rename)
     <store>/<model>/previous -> versions/…   the rollback target
+    <store>/<model>/rejected/<digest-hex>    why that version failed here (not tried again)
 
 Nothing becomes current before it is complete and verified; a version directory appears only
 by rename, so a killed sync leaves the old version or the new one, never a mix. Every file and
@@ -48,6 +49,8 @@ VERSION_FILE = ".edgeml-version.json"
 METADATA = "edgeml-model.json"
 LOCK_FILE = ".lock"
 VERIFIED_FILE = "verified.json"
+REJECTED_DIR = "rejected"
+MAX_REASON = 64 << 10  # bytes of a rejection reason that are kept and read back
 
 
 class StoreError(EdgemlError):
@@ -66,6 +69,11 @@ def check_model_name(name):
         raise StoreError(f"model name {name!r} is reserved: the store keeps its own data under "
                          "that name; choose another")
     return name
+
+
+def reason_text(reason):
+    """A rejection reason as the store keeps it: stripped, at most MAX_REASON bytes of UTF-8."""
+    return str(reason).encode("utf-8", "replace")[:MAX_REASON].decode("utf-8", "ignore").strip()
 
 
 def _hex(digest):
@@ -405,6 +413,63 @@ class Store:
             shutil.rmtree(path)
             return True
         return False
+
+    # -- rejected versions ---------------------------------------------------------------
+    # A version that failed verification or the health gate here is recorded with the reason,
+    # so a deploy does not try it again on every run (no flapping in and out of service).
+    def _rejected_path(self, model, digest):
+        base = _own_dir(os.path.join(self.model_dir(model), REJECTED_DIR))
+        return os.path.join(base, _hex(digest))
+
+    def reject(self, model, digest, reason, uid=-1, gid=-1):
+        """Record digest of model as rejected, with the reason; owner uid, group gid (-1: this
+        run's), modes 0750/0640. Returns True when the record was new or different."""
+        path = self._rejected_path(model, digest)
+        reason = reason_text(reason)
+        if self.rejection(model, digest) == reason:
+            return False
+        for directory in (self.root, self.model_dir(model), os.path.dirname(path)):
+            if not os.path.isdir(directory):
+                os.makedirs(directory, exist_ok=True)
+                os.chmod(directory, 0o750)
+                os.lchown(directory, uid, gid)
+        write_file_atomic(path, reason.encode("utf-8") + b"\n")
+        os.lchown(path, uid, gid)
+        return True
+
+    def rejection(self, model, digest):
+        """The reason digest of model was rejected, or None when it was not."""
+        path = self._rejected_path(model, digest)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read the rejection record {path}: {exc.strerror}; it must "
+                             "be a regular file (remove it)") from exc
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise StoreError(f"the rejection record {path} is not a regular file; remove it")
+            return os.read(fd, MAX_REASON).decode("utf-8", "replace").strip()
+        finally:
+            os.close(fd)
+
+    def rejections(self, model):
+        """{digest: reason} of every rejected version of model."""
+        base = _own_dir(os.path.join(self.model_dir(model), REJECTED_DIR))
+        names = os.listdir(base) if _is_real_dir(base) else []
+        return {"sha256:" + name: self.rejection(model, "sha256:" + name)
+                for name in sorted(names) if HEX_RE.match(name)}
+
+    def forget_rejection(self, model, digest):
+        """Drop the rejection record of digest; returns True when there was one."""
+        path = self._rejected_path(model, digest)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        fsync_dir(os.path.dirname(path))
+        return True
 
     # -- ownership -----------------------------------------------------------------------
     def settle_ownership(self, model, uid=-1, gid=-1, apply=True):

@@ -48,7 +48,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 models:
-  description: Per model, its active and previous digests and its versions, newest first.
+  description:
+    - Per model, its active and previous digests, its versions newest first, and the versions
+      rejected on this host (digest to reason, see O(edgeml.fleet.model_sync#module:state=rejected)).
   returned: always
   type: dict
   sample:
@@ -63,6 +65,8 @@ models:
           source: https://core-registry:5000
           staged_at: 1795600000.0
           active: true
+      rejected:
+        sha256:20cd938a2ea64f612b3523bc9219130c6fc66cd09b394ea38437488c0b8898b2: "Health gate: golden cases answered wrong"
 intact:
   description: False when O(verify=true) found a missing or altered file.
   returned: always
@@ -78,7 +82,7 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgeml.fleet.plugins.module_utils._store import Store, StoreError
+from ansible_collections.edgeml.fleet.plugins.module_utils._store_report import run
 
 
 def main():
@@ -90,30 +94,7 @@ def main():
         },
         supports_check_mode=True,
     )
-    store = Store(module.params["store_dir"])
-    models, problems = {}, []
-    try:
-        names = [module.params["name"]] if module.params["name"] else store.models()
-        for name in names:
-            current = store.current(name)
-            versions = []
-            for digest, record in store.versions(name):
-                versions.append({
-                    "digest": digest, "ref": record.get("ref"), "shape": record.get("shape"),
-                    "source": record.get("source"), "staged_at": record.get("staged_at"),
-                    "size": sum(f.get("size", 0) for f in record.get("files", {}).values()),
-                    "active": digest == current})
-                if module.params["verify"]:
-                    problems.extend(store.verify_version(name, digest))
-            if current and not store.has_version(name, current):
-                problems.append(f"{name}: current points at {current}, which is not staged")
-            models[name] = {"current": current, "previous": store.previous(name),
-                            "versions": versions}
-        if module.params["verify"]:
-            problems.extend(store.verify_blobs())
-    except StoreError as exc:
-        module.fail_json(msg=exc.msg)
-    module.exit_json(changed=False, models=models, intact=not problems, problems=problems)
+    run(module)
 
 
 if __name__ == "__main__":

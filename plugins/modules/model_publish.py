@@ -126,101 +126,8 @@ ref:
   sample: models/fraud-detector:1.1
 """
 
-import gzip
-import hashlib
-import io
-import json
-import os
-import tarfile
-
 from ansible_collections.edgeml.fleet.plugins.module_utils._common import RegistryModule
-from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
-    NotFound, OCIError, OCI_INDEX, OCI_MANIFEST, TITLE, parse_ref)
-
-MODEL_TYPE = "application/vnd.edgeml.model.onnx"
-METADATA_TYPE = "application/vnd.edgeml.model.metadata.v1+json"
-DATA_TYPE = "application/vnd.edgeml.model.data"
-ARTIFACT_CONFIG_TYPE = "application/vnd.edgeml.model.config.v1+json"
-IMAGE_CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
-TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-
-
-def _blob(data, media_type, **extra):
-    return dict({"mediaType": media_type, "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
-                 "size": len(data)}, **extra), data
-
-
-def _canonical(doc):
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-
-
-def artifact(files, annotations):
-    blobs = []
-    config, config_data = _blob(b"{}", ARTIFACT_CONFIG_TYPE)
-    blobs.append((config, config_data))
-    layers = []
-    for path, media_type in files:
-        with open(path, "rb") as handle:
-            layer, data = _blob(handle.read(), media_type,
-                                annotations={TITLE: os.path.basename(path)})
-        layers.append(layer)
-        blobs.append((layer, data))
-    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config,
-                "layers": layers, "annotations": annotations}
-    return manifest, blobs
-
-
-def _modelcar_layer(files):
-    """One reproducible tar+gzip layer holding models/<file> for each file."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo("models")
-        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
-        tar.addfile(info)
-        for path, _media_type in files:
-            with open(path, "rb") as handle:
-                data = handle.read()
-            info = tarfile.TarInfo(f"models/{os.path.basename(path)}")
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            tar.addfile(info, io.BytesIO(data))
-    tar_bytes = raw.getvalue()
-    packed = io.BytesIO()
-    with gzip.GzipFile(fileobj=packed, mode="wb", mtime=0) as gz:
-        gz.write(tar_bytes)
-    return packed.getvalue(), "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
-
-
-def modelcar(files, annotations, platforms):
-    layer_data, diff_id = _modelcar_layer(files)
-    layer, _data = _blob(layer_data, TAR_GZIP)
-    blobs = [(layer, layer_data)]
-    manifests = []
-    for spec in platforms:
-        parts = spec.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise OCIError(f"platform '{spec}' is not OS/ARCH or OS/ARCH/VARIANT")
-        platform = {"os": parts[0], "architecture": parts[1]}
-        if len(parts) == 3:
-            platform["variant"] = parts[2]
-        config_doc = dict(platform, rootfs={"type": "layers", "diff_ids": [diff_id]},
-                          config={"Labels": annotations})
-        config, config_data = _blob(_canonical(config_doc), IMAGE_CONFIG_TYPE)
-        blobs.append((config, config_data))
-        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config,
-                    "layers": [layer], "annotations": annotations}
-        manifests.append((platform, manifest))
-    if len(manifests) == 1:
-        return manifests[0][1], blobs, []
-    children = []
-    entries = []
-    for platform, manifest in manifests:
-        body = _canonical(manifest)
-        children.append((body, OCI_MANIFEST))
-        entries.append({"mediaType": OCI_MANIFEST, "size": len(body), "platform": platform,
-                        "digest": "sha256:" + hashlib.sha256(body).hexdigest()})
-    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries,
-             "annotations": annotations}
-    return index, blobs, children
+from ansible_collections.edgeml.fleet.plugins.module_utils._publish import run
 
 
 def main():
@@ -239,50 +146,7 @@ def main():
         endpoints=False,
         supports_check_mode=True,
     )
-    params = module.params
-    repo, tag = params["repository"], params["tag"]
-    result = {"changed": False, "pushed_bytes": 0, "ref": f"{repo}:{tag}"}
-    try:
-        parse_ref(f"{repo}:{tag}")
-        files = [(params["model"], MODEL_TYPE)]
-        if params["metadata"]:
-            files.append((params["metadata"], METADATA_TYPE))
-        files.extend((path, DATA_TYPE) for path in params["extra_files"])
-        for path, _media_type in files:
-            if not os.path.isfile(path):
-                module.fail_json(msg=f"{path} is not a file", **result)
-        annotations = {str(k): str(v) for k, v in params["annotations"].items()}
-        if params["shape"] == "artifact":
-            top, blobs = artifact(files, annotations)
-            children = []
-        else:
-            top, blobs, children = modelcar(files, annotations, params["platforms"])
-        body = _canonical(top)
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
-        client = module.clients()[0]
-        try:
-            result["previous_digest"] = client.get_manifest(repo, tag)[2]
-        except NotFound:
-            result["previous_digest"] = None
-        result["digest"] = digest
-        if result["previous_digest"] != digest:
-            result["changed"] = True
-            if not module.check_mode:
-                for descriptor, data in blobs:
-                    result["pushed_bytes"] += client.push_blob(repo, descriptor["digest"], data,
-                                                               descriptor["size"])
-                for child, media_type in children:
-                    client.put_manifest(repo, "sha256:" + hashlib.sha256(child).hexdigest(),
-                                        child, media_type)
-                client.put_manifest(repo, tag, body, top["mediaType"])
-    except OCIError as exc:
-        module.fail_from(exc, **result)
-    except OSError as exc:
-        module.fail_json(msg=f"cannot read the model files: {exc}", **result)
-    if module._diff:
-        result["diff"] = {"before": {"digest": result.get("previous_digest")},
-                          "after": {"digest": result["digest"]}}
-    module.exit_json(**result)
+    run(module)
 
 
 if __name__ == "__main__":

@@ -79,3 +79,24 @@ def test_signature_problems():
     assert "needs inputs the signature does not name" in golden.signature_problems(
         actual + [{"name": "z", "datatype": "FP32", "shape": [1]}], [{"name": "x"}], "input")[0]
     assert golden.signature_problems(actual, None, "input") == []
+
+
+def test_judge_cases_numbers_the_failing_cases():
+    cases = [{"inputs": {"x": [[1]]}, "outputs": {"y": [[1.0]]}},
+             {"inputs": {"x": [[2]]}, "outputs": {"y": [[2.0]], "label": [1]}}]
+    answers = {1: {"y": [[1.0]]}, 2: {"y": [2.5]}}  # flat or nested: compared flattened
+    result = golden.judge_cases(cases, lambda case: answers[case["inputs"]["x"][0][0]], 1e-4)
+    assert result["cases"] == 2 and result["failed"] == 1 and not result["passed"]
+    assert result["max_abs_error"] == 0.5 and result["tolerance"] == 1e-4
+    assert result["problems"][0].startswith("case 2: output 'y'")
+    assert result["problems"][1] == "case 2: output 'label' is missing (got ['y'])"
+    assert golden.judge_cases([], None, 0.1) == {"passed": True, "cases": 0, "failed": 0,
+                                                 "max_abs_error": 0.0, "tolerance": 0.1,
+                                                 "problems": []}
+
+
+def test_time_runs_warms_up_then_times():
+    calls = []
+    summary = golden.time_runs(lambda: calls.append(1), 5, warmup=2)
+    assert len(calls) == 7 and summary["samples"] == 5
+    assert set(summary) == {"p50_ms", "p95_ms", "max_ms", "samples"}

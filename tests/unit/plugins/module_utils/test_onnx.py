@@ -1,10 +1,10 @@
-"""The ONNX header reader of model_verify, on models made with onnx's helpers."""
+"""The ONNX header reader (model_verify's), on models made with onnx's helpers."""
 
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from ansible_collections.edgeml.fleet.plugins.modules.model_verify import read_versions
+from ansible_collections.edgeml.fleet.plugins.module_utils._onnx import read_versions
 
 
 def write_model(path, ir_version, opsets, big=0):
