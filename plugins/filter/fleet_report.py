@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from ansible_collections.edgeml.fleet.plugins.filter.report_entry import MODEL_KEYS, as_bool
+
 DOCUMENTATION = r"""
 name: fleet_report
 short_description: Build the JSON report of a fleet run
@@ -49,9 +51,6 @@ _value:
   type: dict
 """
 
-MODEL_KEYS = ("name", "ref", "digest", "served", "previous", "state", "health", "p50_ms", "p95_ms",
-              "source", "failed", "message")
-
 
 def _host_state(hostvars, alive):
     name = hostvars.get("inventory_hostname")
@@ -70,7 +69,7 @@ def _host_state(hostvars, alive):
 
 def _model(entry):
     out = {key: entry.get(key) for key in MODEL_KEYS if key in entry}
-    out["failed"] = str(entry.get("failed")).lower() == "true"
+    out["failed"] = as_bool(entry.get("failed"))
     for key in ("p50_ms", "p95_ms"):
         if out.get(key) in ("", "None"):
             out[key] = None

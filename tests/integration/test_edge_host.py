@@ -64,7 +64,8 @@ def test_low_disk_threshold_names_the_numbers(playbook):
 def test_check_mode_changes_nothing_then_apply_then_idempotent(playbook):
     """community.crypto's four steps, on a fresh account and fresh directories."""
     fresh = ["-l", "edge-b2", "-e", "edge_host_user=edgeml-t", "-e", "edge_host_group=edgeml-t",
-             "-e", "edge_host_state_dir=/var/lib/edgeml-t", "-e", "edge_host_config_dir=/etc/edgeml-t",
+             "-e", "edge_host_state_dir=/var/lib/edgeml-t", "-e", "edge_host_store_dir=/var/lib/edgeml-t/models",
+             "-e", "edge_host_config_dir=/etc/edgeml-t",
              "-e", "edge_host_install_dir=/opt/edgeml-t"]
     try:
         check = playbook("edgeml.fleet.provision", "--check", *fresh)
