@@ -25,7 +25,7 @@ help:
 	@echo "make lab-up | lab-down | lab-status | build | publish-check | readmes | clean"
 
 # --- environment --------------------------------------------------------------------------
-$(VENV)/.installed: requirements.txt requirements-lab.txt requirements-test.txt
+$(VENV)/.installed: requirements.txt requirements-lab.txt requirements-test.txt server/pyproject.toml
 	@python3 -m venv --help >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-venv; }
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -61,7 +61,7 @@ lint: venv
 	$(BIN)/ansible-lint --profile production
 
 unit: venv
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q tests/unit server/tests
 
 integration: lab-up
 	$(BIN)/pytest -q tests/integration

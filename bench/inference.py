@@ -14,7 +14,6 @@ import argparse
 import functools
 import http.client
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -125,9 +124,7 @@ def main():
     config = tmp / "serve.yml"
     config.write_text(f"port: {port}\nthreads: {args.threads}\nmodels:\n" + "".join(
         f"  - {{name: {name}, path: {sample(name)[0]}}}\n" for name in MODELS))
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "roles/inference_runtime/files"))
-    server = subprocess.Popen([sys.executable, "-m", "edgeml_serve", "--config", str(config)],  # pylint: disable=consider-using-with
-                              env=env)
+    server = subprocess.Popen([sys.executable, "-m", "edgeml_serve", "--config", str(config)])  # pylint: disable=consider-using-with
     try:
         for _attempt in range(100):
             try:

@@ -1,13 +1,11 @@
 """The inference server as a real process, driven by tritonclient[http] (Triton's own client)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +13,6 @@ import tritonclient.http as triton
 from onnx import TensorProto, helper
 
 from registries import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def version_dir(store, name, version, source):
@@ -38,9 +34,8 @@ def start(tmp_path, store, names):
     config = tmp_path / "serve.yml"
     config.write_text(f"port: {port}\nthreads: 4\nmodels:\n" + "".join(
         f"  - {{name: {name}, path: {store}/{name}/current}}\n" for name in names))
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "roles/inference_runtime/files"))
     proc = subprocess.Popen([sys.executable, "-m", "edgeml_serve", "--config", str(config)],  # pylint: disable=consider-using-with
-                            env=env, stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True)
     client = triton.InferenceServerClient(url=f"127.0.0.1:{port}")
     deadline = time.monotonic() + 30
     while True:

@@ -1,4 +1,4 @@
-"""The inference server's unit tests: its package from the role, models made with onnx helpers."""
+"""The inference server's tests: the installed edgeml_serve package, models made with onnx helpers."""
 
 import http.client
 import json
@@ -12,10 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
-
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "roles" / "inference_runtime" / "files"))
-sys.dont_write_bytecode = True  # keep __pycache__ out of the role's files
 
 
 def make_model(directory, scale=2.0, bad=False):
@@ -118,8 +114,7 @@ class RunningServer:
         config = tmp_path / f"serve-{self.port}.yml"
         config.write_text(f"port: {self.port}\n{settings}models:\n" + "".join(
             f"  - {{name: {m}, path: {store}/{m}/current}}\n" for m in models))
-        env = dict(os.environ, PYTHONPATH=str(ROOT / "roles" / "inference_runtime" / "files"),
-                   PYTHONDONTWRITEBYTECODE="1")
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
                 [sys.executable, "-m", "edgeml_serve", "--config", str(config)], env=env,
