@@ -15,8 +15,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-HEADER = ("<!-- Generated from meta/argument_specs.yml by hacking/role_readmes.py "
-          "(make readmes): edit the spec, not this file. -->")
+# Text above this line is the role's own (written by hand); everything below it is generated.
+MARKER = ("<!-- Generated below from meta/argument_specs.yml by hacking/role_readmes.py "
+          "(make readmes): edit the spec, not the text under this line. -->")
 MARKUP = [(re.compile(r"[CVOEM]\(([^()]*)\)"), r"`\1`"),
           (re.compile(r"I\(([^()]*)\)"), r"*\1*"),
           (re.compile(r"B\(([^()]*)\)"), r"**\1**"),
@@ -83,15 +84,24 @@ def entry_point(role, name, spec):
     return lines
 
 
+def hand_written(role_dir, galaxy):
+    """The README's own text above the marker, or a title and the role's description."""
+    readme = role_dir / "README.md"
+    if readme.is_file() and MARKER in readme.read_text():
+        return readme.read_text().split(MARKER)[0].rstrip("\n").split("\n")
+    return [f"# edgeml.fleet.{role_dir.name}", "", galaxy["description"] + "."]
+
+
 def render(role_dir):
     role = role_dir.name
     specs = yaml.safe_load((role_dir / "meta" / "argument_specs.yml").read_text())["argument_specs"]
     galaxy = yaml.safe_load((role_dir / "meta" / "main.yml").read_text())["galaxy_info"]
     platforms = ", ".join(f"{p['name']} {' '.join(str(v) for v in p.get('versions', []))}".strip()
                           for p in galaxy.get("platforms", []))
-    lines = [HEADER, "", f"# edgeml.fleet.{role}", "", galaxy["description"] + ".", "",
-             f"Requires ansible-core {galaxy['min_ansible_version']} or later; tested on {platforms}. "
-             "The collection's `docs/` explain how the roles work together.", ""]
+    lines = hand_written(role_dir, galaxy) + [
+        "", MARKER, "",
+        f"Requires ansible-core {galaxy['min_ansible_version']} or later; tested on {platforms}. "
+        "The collection's `docs/` explain how the roles work together.", ""]
     for name in ["main"] + sorted(n for n in specs if n != "main"):
         if name in specs:
             lines += entry_point(role, name, specs[name])

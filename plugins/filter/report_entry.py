@@ -10,7 +10,7 @@ from ansible.errors import AnsibleFilterError
 DOCUMENTATION = r"""
 name: report_entry
 short_description: One model's entry of a host's deploy report
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Builds one entry of C(model_deploy_report), the per-model results that
     P(edgeml.fleet.fleet_report#filter) turns into the run's report, so the roles and playbooks

@@ -5,14 +5,15 @@
 
 """Private to edgeml.fleet: model_verify's ONNX Runtime engine (it runs in the runtime's venv).
 
-Decided here: which execution providers a session uses, how a model's inputs and outputs are
+Decided here: how a model's inputs and outputs are
 described in v2 protocol terms, how golden inputs become tensors, and how a session answers a
 golden case or a timed run. numpy and onnxruntime are imported only when installed; IMP_ERR
 says why they are not.
 
-PREFERRED, ONNX_TO_V2, V2_TO_NUMPY and choose_providers are the inference server's decisions
-too (edgeml_serve.models and edgeml_serve.protocol): they sit together below so that, where
-edgeml_serve is installed, they become imports from it in this one place.
+The execution-provider choice and the ONNX -> v2 datatype table are the inference server's
+(edgeml_serve.models.choose_providers, edgeml_serve.protocol): verification imports them, so a
+model is checked with the providers and types it will be served with. edgeml_serve is installed
+in the runtime's venv next to onnxruntime, and model_verify runs with that venv's python.
 """
 
 from __future__ import annotations
@@ -25,34 +26,12 @@ from ansible_collections.edgeml.fleet.plugins.module_utils._golden import (
 try:
     import numpy as np
     import onnxruntime as ort
+    from edgeml_serve.models import choose_providers
+    from edgeml_serve.protocol import ONNX_TO_V2, V2_TO_NUMPY
 except ImportError:
     IMP_ERR = traceback.format_exc()
 else:
     IMP_ERR = None
-
-# -- shared with the inference server (edgeml_serve): keep alike, or import from there -------
-PREFERRED = ("CUDAExecutionProvider", "OpenVINOExecutionProvider", "CPUExecutionProvider")
-# ONNX TensorProto element types as the v2 protocol names them.
-ONNX_TO_V2 = {"tensor(float)": "FP32", "tensor(double)": "FP64", "tensor(float16)": "FP16",
-              "tensor(int8)": "INT8", "tensor(int16)": "INT16", "tensor(int32)": "INT32",
-              "tensor(int64)": "INT64", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16",
-              "tensor(uint32)": "UINT32", "tensor(uint64)": "UINT64", "tensor(bool)": "BOOL",
-              "tensor(string)": "BYTES"}
-V2_TO_NUMPY = {"FP32": "float32", "FP64": "float64", "FP16": "float16", "INT8": "int8",
-               "INT16": "int16", "INT32": "int32", "INT64": "int64", "UINT8": "uint8",
-               "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64", "BOOL": "bool",
-               "BYTES": "object"}
-
-
-def choose_providers(wanted, available=None):
-    """The execution providers to use: the best the host has, always ending with CPU."""
-    available = available if available is not None else ort.get_available_providers()
-    if not wanted or wanted == ["auto"]:
-        chosen = [p for p in PREFERRED if p in available]
-    else:
-        chosen = [p for p in wanted if p in available]
-    return chosen + ([] if "CPUExecutionProvider" in chosen else ["CPUExecutionProvider"])
-# ---------------------------------------------------------------------------------------------
 
 
 def runtime_version():

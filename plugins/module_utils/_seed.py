@@ -41,7 +41,7 @@ def seed_image(layout, client, name, check_mode):
                 raise OCIError(f"{where}: the layout lacks the {platform.get('os', '?')}/"
                                f"{platform.get('architecture', '?')} image of this index, and a "
                                "registry refuses an incomplete index. Build the bundle with "
-                               "every platform (edgeml_bundle_platforms: [all]) to seed a mirror")
+                               "every platform (offline_bundle_platforms: [all]) to seed a mirror")
             child_body, child_type, child = layout.get_manifest(repo, entry["digest"])
             children.append((child, child_body, child_type,
                              parse_manifest(child_body, child_type, where)[0]))

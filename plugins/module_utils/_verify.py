@@ -59,7 +59,7 @@ def failure_details(checks):
 def run(module):
     """model_verify's whole run: load the model, run the checks, exit or fail."""
     if engine.IMP_ERR:
-        module.fail_json(msg=missing_required_lib("onnxruntime and numpy") + " (run this module "
+        module.fail_json(msg=missing_required_lib("onnxruntime, numpy and edgeml-serve") + " (run this module "
                          "with the inference runtime's interpreter, /opt/edgeml/venv/bin/python)",
                          exception=engine.IMP_ERR)
     params = module.params

@@ -232,7 +232,7 @@ def test_a_seeded_mirror_serves_the_bundle_s_digests(bundle, site_mirror, tmp_pa
     # The bundle for site-c carries x86_64 only: a registry refuses its incomplete image index.
     partial = run_module("mirror_seed", site_mirror.args(layout=str(bundle / "images"),
                                                          registry=site_mirror.url))
-    assert partial["failed"] and "edgeml_bundle_platforms: [all]" in partial["msg"]
+    assert partial["failed"] and "offline_bundle_platforms: [all]" in partial["msg"]
     # Built for a site with a mirror, a layout carries every platform.
     state = ROOT / "lab" / ".state"
     models = manifest(bundle)["models"]

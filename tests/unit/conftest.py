@@ -16,6 +16,7 @@ if not LINK.exists():
     LINK.symlink_to("../../..")
 init_plugin_loader([str(COLLECTIONS)])
 sys.path.insert(0, str(ROOT / "tests" / "lib"))
+sys.path.insert(0, str(ROOT))  # the lab package (lab/), for its unit tests
 
 
 @pytest.fixture
