@@ -27,8 +27,9 @@ def test_the_wheel_builds_offline_with_every_module_and_pin(tmp_path):
         metadata = archive.read(f"edgeml_serve-{project['version']}.dist-info/METADATA").decode()
     assert {f"edgeml_serve/{module}.py" for module in MODULES} <= names
     requires = {line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")}
-    pinned = set(project["dependencies"]) | {f'{pin}; extra == "{extra}"'
-                                            for extra, pins in project["optional-dependencies"].items() for pin in pins}
+    extras = {f'{pin}; extra == "{extra}"'
+              for extra, pins in project["optional-dependencies"].items() for pin in pins}
+    pinned = set(project["dependencies"]) | extras
     assert requires == pinned
     assert all("==" in pin for pin in pinned)
 
