@@ -54,7 +54,7 @@ def write_file_atomic(path, data, mode=0o640):
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
-        os.chmod(tmp, mode)
+            os.fchmod(out.fileno(), mode)  # the file we wrote, never what the name points at now
         publish(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -50,7 +50,8 @@ METADATA = "edgeml-model.json"
 LOCK_FILE = ".lock"
 VERIFIED_FILE = "verified.json"
 REJECTED_DIR = "rejected"
-MAX_REASON = 64 << 10  # bytes of a rejection reason that are kept and read back
+MAX_REASON = 4 << 10  # bytes of a rejection reason that are kept and read back
+MAX_REJECTED = 32  # rejection records kept per model: the newest; a registry can make endless failures
 
 
 class StoreError(EdgemlError):
@@ -72,8 +73,10 @@ def check_model_name(name):
 
 
 def reason_text(reason):
-    """A rejection reason as the store keeps it: stripped, at most MAX_REASON bytes of UTF-8."""
-    return str(reason).encode("utf-8", "replace")[:MAX_REASON].decode("utf-8", "ignore").strip()
+    """A rejection reason as the store keeps it: one line, no control characters (it may quote
+    what a registry wrote, and ends up on terminals), at most MAX_REASON bytes of UTF-8."""
+    text = "".join(ch if ch.isprintable() else " " for ch in str(reason))
+    return " ".join(text.split()).encode("utf-8", "replace")[:MAX_REASON].decode("utf-8", "ignore").strip()
 
 
 def _hex(digest):
@@ -267,13 +270,16 @@ class Store:
     def previous(self, model):
         return self._link_target(model, "previous")
 
-    def models(self):
+    def models(self, with_rejected=False):
+        """The models with staged versions; with_rejected adds those with only rejected ones (a
+        first version that failed leaves nothing else behind, and must still not be retried)."""
         if not os.path.isdir(self.root):
             return []
+        kinds = ("versions", "rejected") if with_rejected else ("versions",)
         return sorted(d for d in os.listdir(self.root)
                       if d not in RESERVED_NAMES and MODEL_RE.match(d)
                       and _is_real_dir(os.path.join(self.root, d))
-                      and _is_real_dir(os.path.join(self.root, d, "versions")))
+                      and any(_is_real_dir(os.path.join(self.root, d, kind)) for kind in kinds))
 
     def versions(self, model):
         """[(digest, record)] newest first."""
@@ -433,9 +439,22 @@ class Store:
                 os.makedirs(directory, exist_ok=True)
                 os.chmod(directory, 0o750)
                 os.lchown(directory, uid, gid)
+        # The records' directory is this run's owner's even if an older release made it the
+        # service user's: whoever can write there could forge or drop records.
+        os.lchown(os.path.dirname(path), uid, gid)
+        os.chmod(os.path.dirname(path), 0o750)
         write_file_atomic(path, reason.encode("utf-8") + b"\n")
         os.lchown(path, uid, gid)
+        self._keep_newest_rejections(os.path.dirname(path))
         return True
+
+    @staticmethod
+    def _keep_newest_rejections(base):
+        records = [entry for entry in os.scandir(base) if HEX_RE.match(entry.name)
+                   and entry.is_file(follow_symlinks=False)]
+        records.sort(key=lambda entry: entry.stat(follow_symlinks=False).st_mtime_ns, reverse=True)
+        for entry in records[MAX_REJECTED:]:
+            os.unlink(entry.path)
 
     def rejection(self, model, digest):
         """The reason digest of model was rejected, or None when it was not."""

@@ -38,7 +38,7 @@ def run(module):
     store = Store(module.params["store_dir"])
     models, problems = {}, []
     try:
-        names = [module.params["name"]] if module.params["name"] else store.models()
+        names = [module.params["name"]] if module.params["name"] else store.models(with_rejected=True)
         for name in names:
             models[name] = describe_model(store, name, module.params["verify"], problems)
         if module.params["verify"]:

@@ -283,3 +283,12 @@ def test_bootstrap_from_a_laptop_with_the_bundle_in_chunks(playbook, bundle):
         subprocess.run(["docker", "exec", "edge-c1", "sh", "-c",
                         "rm -rf /var/lib/edgeml/models/* /var/lib/edgeml/bundle; "
                         "dpkg -r edgeml-test-tools >/dev/null 2>&1 || true"], check=True)
+
+
+def test_old_variable_names_stop_the_build(playbook, tmp_path):
+    # edgeml_bundle_signing_key silently ignored would build an unsigned bundle: refuse it.
+    run = playbook("edgeml.fleet.build_bundle", "-e", "offline_bundle_target=site_site_c",
+                   "-e", f"offline_bundle_dir={tmp_path / 'b'}", "-e", "edgeml_bundle_signing_key=/nonexistent")
+    assert run.rc != 0
+    assert "edgeml_bundle_signing_key: the bundle's variables are now named offline_bundle_*" in run.failure("localhost")[1]["msg"]
+    assert not (tmp_path / "b").exists()

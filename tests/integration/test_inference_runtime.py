@@ -90,3 +90,19 @@ def test_the_unit_is_sandboxed_and_serves(playbook):
     ready = sh("python3", "-c", "import urllib.request; print(urllib.request.urlopen("
                "'http://127.0.0.1:8080/v2/health/ready').status)")
     assert ready == "200"
+
+
+def test_changed_server_code_under_the_same_version_is_reinstalled(playbook):
+    # pip leaves a version it has alone; the venv's key of the server code makes the role
+    # reinstall (and restart) when the code differs, as after a fix merged without a version bump.
+    setup = playbook("edgeml.fleet.runtime", "-l", HOST)
+    assert setup.rc == 0, setup.stderr
+    key = sh("cat", "/opt/edgeml/venv/.edgeml-serve-key")
+    sh("sh", "-c", "echo 0000000000 > /opt/edgeml/venv/.edgeml-serve-key")
+    run = playbook("edgeml.fleet.runtime", "-l", HOST)
+    assert run.rc == 0, run.stderr
+    ran = [name for name, result in run.results(HOST) if result.get("changed")]
+    assert any("Install the server again when its code changed" in name for name in ran), ran
+    assert any("Restart the inference server" in name for name in ran), ran
+    assert sh("cat", "/opt/edgeml/venv/.edgeml-serve-key") == key
+    assert playbook("edgeml.fleet.runtime", "-l", HOST).stats[HOST]["changed"] == 0

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._digest import BadDigest
+from ansible_collections.edgeml.fleet.plugins.module_utils import _store
 from ansible_collections.edgeml.fleet.plugins.module_utils._store import Store, StoreError
 
 DIGEST = "sha256:" + hashlib.sha256(b"v1").hexdigest()
@@ -41,7 +42,7 @@ def test_reason_is_capped(tmp_path):
     store = Store(str(tmp_path))
     store.reject("m", DIGEST, "é" * 100000)
     reason = store.rejection("m", DIGEST)
-    assert len(reason.encode()) <= 64 << 10 and set(reason) == {"é"}
+    assert len(reason.encode()) <= _store.MAX_REASON and set(reason) == {"é"}
 
 
 def test_owner_and_group_are_given(tmp_path):
@@ -109,3 +110,42 @@ def test_rejections_lists_every_record(tmp_path):
     store.reject("m", other, "two")
     (tmp_path / "m" / "rejected" / ".tmp-leftover").write_text("x")  # not a record
     assert store.rejections("m") == {DIGEST: "one", other: "two"}
+
+
+def test_a_model_with_only_rejected_versions_is_listed_for_reports(tmp_path):
+    # A first version that fails leaves only its record (the model's directory is otherwise
+    # removed): model_info must still list it, or the next deploy tries the version again.
+    store = Store(str(tmp_path))
+    store.reject("m", DIGEST, "Verify: signature")
+    assert store.models() == []  # nothing staged: garbage collection and the like skip it
+    assert store.models(with_rejected=True) == ["m"]
+
+
+def test_reason_loses_control_characters(tmp_path):
+    store = Store(str(tmp_path))
+    store.reject("m", DIGEST, "input \x1b[2J\x1b]0;pwned\x07 'x'\nline two\r\x00end")
+    reason = store.rejection("m", DIGEST)
+    assert reason.isprintable() and "\x1b" not in reason
+    assert reason == "input [2J ]0;pwned 'x' line two end"
+
+
+def test_only_the_newest_records_are_kept(tmp_path):
+    # A registry can publish a new failing digest for every run: the records stay bounded.
+    store = Store(str(tmp_path))
+    digests = ["sha256:" + hashlib.sha256(str(n).encode()).hexdigest() for n in range(_store.MAX_REJECTED + 5)]
+    for number, digest in enumerate(digests):
+        store.reject("m", digest, f"failure {number}")
+        path = tmp_path / "m" / "rejected" / digest[len("sha256:"):]
+        os.utime(path, ns=(number * 10**9, number * 10**9))
+    kept = store.rejections("m")
+    assert len(kept) == _store.MAX_REJECTED
+    assert set(kept) == set(digests[-_store.MAX_REJECTED:])
+
+
+def test_a_records_directory_others_could_write_is_taken_back(tmp_path):
+    store = Store(str(tmp_path))
+    records = tmp_path / "m" / "rejected"
+    records.mkdir(parents=True)
+    records.chmod(0o777)  # as an older release or a local user might have left it
+    store.reject("m", DIGEST, "bad")
+    assert oct(records.stat().st_mode & 0o777) == "0o750"
