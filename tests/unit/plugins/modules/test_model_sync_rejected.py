@@ -1,28 +1,18 @@
 """model_sync's rejected-versions API: state=rejected records, present/active report and retry."""
 
 import hashlib
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from module_process import run_module
 from ansible_collections.edgeml.fleet.plugins.module_utils._store import Store
 
-ROOT = Path(__file__).resolve().parents[4]
 DIGEST = "sha256:" + hashlib.sha256(b"manifest").hexdigest()
 
 
 def run(tmp_path, args, check_mode=False):
-    path = tmp_path / "args.json"
     args = dict({"name": "m", "store_dir": str(tmp_path / "store"), "_ansible_check_mode": check_mode}, **args)
-    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    proc = subprocess.run([sys.executable, "-m", "ansible_collections.edgeml.fleet.plugins.modules.model_sync",
-                           str(path)], env=dict(os.environ, PYTHONPATH=str(ROOT / ".collections")),
-                          capture_output=True, text=True, check=False)
-    return json.loads(proc.stdout)
+    return run_module("model_sync", args, tmp_path)
 
 
 @pytest.fixture

@@ -1,23 +1,14 @@
 """runtime_facts on faked device files, /proc and nvidia-smi (no GPU here)."""
 
-import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[4]
+from module_process import run_module
 
 
 def run(args):
-    path = Path(args.pop("_dir")) / "args.json"
-    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    proc = subprocess.run([sys.executable, "-m", "ansible_collections.edgeml.fleet.plugins.modules.runtime_facts",
-                           str(path)], env=dict(os.environ, PYTHONPATH=str(ROOT / ".collections")),
-                          capture_output=True, text=True, check=False)
-    return json.loads(proc.stdout)
+    return run_module("runtime_facts", args, args.pop("_dir"))
 
 
 @pytest.fixture
