@@ -264,6 +264,24 @@ class RegistryClient:
         digest = check_manifest(f"{self.name}: {what}", body, reference if by_digest else None)
         return body, media_type, digest
 
+    def get_referrers(self, repo, digest):
+        """The referrers API's image index for digest (at most MAX_MANIFEST_BYTES); NotFound
+        where the registry does not have the API (CNCF distribution 2.8 answers 404)."""
+        what = f"referrers of {repo}@{digest}"
+        _checked_digest(digest, f"{self.name}: {what}")
+        resp = self.request("GET", f"/v2/{repo}/referrers/{digest}", f"repository:{repo}:pull",
+                            headers={"Accept": OCI_INDEX}, what=what)
+        try:
+            body = read_capped(resp, MAX_MANIFEST_BYTES)
+        except (OSError, HTTPException) as exc:
+            raise self._network_error(exc)
+        finally:
+            resp.close()
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise OCIError(f"{self.name}: {what} is larger than {MAX_MANIFEST_BYTES} bytes; "
+                           "refusing it", self.name)
+        return body
+
     def open_blob(self, repo, digest, offset=0):
         """An open response for a blob from offset (status 206), whole (200) or done (416).
 

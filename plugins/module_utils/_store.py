@@ -12,6 +12,9 @@
     <store>/<model>/current  -> versions/…   switched atomically (new symlink + rename)
     <store>/<model>/previous -> versions/…   the rollback target
     <store>/<model>/rejected/<digest-hex>    why that version failed here (not tried again)
+    <store>/<model>/signatures/<digest-hex>/<bundle-hex>.json
+                                             the version's signatures (Sigstore bundles), as
+                                             fetched from the registry; checked before it serves
 
 Nothing becomes current before it is complete and verified; a version directory appears only
 by rename, so a killed sync leaves the old version or the new one, never a mix. Every file and
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -52,6 +56,9 @@ VERIFIED_FILE = "verified.json"
 REJECTED_DIR = "rejected"
 MAX_REASON = 4 << 10  # bytes of a rejection reason that are kept and read back
 MAX_REJECTED = 32  # rejection records kept per model: the newest; a registry can make endless failures
+SIGNATURES_DIR = "signatures"
+MAX_SIGNATURES = 16  # per version: a registry can attach endless referrers
+MAX_SIGNATURE_BYTES = 1 << 20  # a Sigstore bundle is a few KiB, even with a certificate chain
 
 
 class StoreError(EdgemlError):
@@ -98,6 +105,22 @@ def _own_dir(path):
                          "something planted it for root to follow. Refusing it; remove it and "
                          "run again.")
     return path
+
+
+def _read_regular(path, limit):
+    """At most limit bytes of path if it is a regular file (no link followed), else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(limit + 1)
+        return data if len(data) <= limit else None
+    finally:
+        os.close(fd)
 
 
 def _is_real_dir(path):
@@ -490,22 +513,86 @@ class Store:
         fsync_dir(os.path.dirname(path))
         return True
 
+    # -- signatures ----------------------------------------------------------------------
+    # A version's signatures as the registry had them at the last sync that could ask. They are
+    # only data: model_signature decides whether one is valid and trusted.
+    def signature_dir(self, model, digest):
+        base = _own_dir(os.path.join(self.model_dir(model), SIGNATURES_DIR))
+        return _own_dir(os.path.join(base, _hex(digest)))
+
+    def signatures(self, model, digest):
+        """[(bundle sha256 hex, bytes)] of the signatures kept for digest of model, by name.
+        Only regular files named <hex>.json whose content hashes to their name are returned."""
+        base = self.signature_dir(model, digest)
+        found = []
+        for name in sorted(os.listdir(base)) if _is_real_dir(base) else []:
+            stem = name[:-5] if name.endswith(".json") else ""
+            if not HEX_RE.match(stem):
+                continue
+            data = _read_regular(os.path.join(base, name), MAX_SIGNATURE_BYTES)
+            if data is not None and hashlib.sha256(data).hexdigest() == stem:
+                found.append((stem, data))
+        return found[:MAX_SIGNATURES]
+
+    def save_signatures(self, model, digest, bundles, uid=-1, gid=-1, apply=True):
+        """Keep exactly bundles (a list of bytes) as digest's signatures; True when that changed.
+
+        Owner uid, group gid (-1: this run's), modes 0750/0640; at most MAX_SIGNATURES bundles of
+        at most MAX_SIGNATURE_BYTES each are kept (more are refused by the caller)."""
+        wanted = {hashlib.sha256(data).hexdigest(): data for data in bundles[:MAX_SIGNATURES]
+                  if len(data) <= MAX_SIGNATURE_BYTES}
+        have = dict(self.signatures(model, digest))
+        base = self.signature_dir(model, digest)
+        names = os.listdir(base) if _is_real_dir(base) else []
+        stray = [n for n in names if n[:-5] not in wanted or not n.endswith(".json")]
+        if set(have) == set(wanted) and not stray:
+            return False
+        if not apply:
+            return True
+        for directory in (self.root, self.model_dir(model), os.path.dirname(base), base):
+            if not os.path.isdir(directory):
+                os.makedirs(directory, exist_ok=True)
+                os.chmod(directory, 0o750)
+                os.lchown(directory, uid, gid)
+        for path in (os.path.dirname(base), base):
+            os.lchown(path, uid, gid)
+            os.chmod(path, 0o750)
+        for name in stray:
+            path = os.path.join(base, name)
+            if _is_real_dir(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        for stem, data in wanted.items():
+            if stem not in have:
+                path = os.path.join(base, stem + ".json")
+                write_file_atomic(path, data)
+                os.lchown(path, uid, gid)
+        fsync_dir(base)
+        return True
+
+    def forget_signatures(self, model, digest):
+        base = self.signature_dir(model, digest)
+        if _is_real_dir(base):
+            shutil.rmtree(base)
+
     # -- ownership -----------------------------------------------------------------------
     def settle_ownership(self, model, uid=-1, gid=-1, apply=True):
         """Owner uid, group gid (-1: leave), modes 0750 (dirs) / 0640 (files, 0750 executable)
-        for the store's directories and the model's versions and links (not its rejected/).
+        for the store's directories and the model's versions, signatures and links (not its
+        rejected/).
 
         Returns True when anything differed (also when apply is false: check mode).
         """
         base = self.model_dir(model)
         paths = [self.root, os.path.dirname(self.blobs), self.blobs, base]
         paths += [os.path.join(base, link) for link in ("current", "previous")]
-        versions = os.path.join(base, "versions")
-        for dirpath, dirs, names in os.walk(versions):
-            paths.append(dirpath)
-            paths.extend(os.path.join(dirpath, name) for name in names)
-            paths.extend(os.path.join(dirpath, name) for name in dirs  # links to directories
-                         if os.path.islink(os.path.join(dirpath, name)))
+        for top in ("versions", SIGNATURES_DIR):
+            for dirpath, dirs, names in os.walk(os.path.join(base, top)):
+                paths.append(dirpath)
+                paths.extend(os.path.join(dirpath, name) for name in names)
+                paths.extend(os.path.join(dirpath, name) for name in dirs  # links to directories
+                             if os.path.islink(os.path.join(dirpath, name)))
         differed = False
         for path in paths:
             try:
@@ -538,6 +625,7 @@ class Store:
         for index, (digest, _record) in enumerate(self.versions(model)):
             if index >= keep and digest not in pinned:
                 shutil.rmtree(self.version_dir(model, digest))
+                self.forget_signatures(model, digest)
                 removed.append(digest)
         return removed
 
