@@ -35,6 +35,7 @@ def up():
     password = pki.ensure_registry_password()
     ssh_pub = pki.ensure_ssh_key().with_suffix(".pub").read_bytes()
     pki.ensure_bundle_signing_key()
+    pki.ensure_model_signing_key()
     containers.ensure_networks(client)
     containers.ensure_registry(client, tag, CORE_REGISTRY, password)
     for registry in REGISTRIES[1:]:

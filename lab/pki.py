@@ -125,3 +125,21 @@ def ensure_bundle_signing_key():
     if not allowed.exists():
         allowed.write_text(f"bundles@edgeml-lab {public}\n")
     return key_path
+
+
+def ensure_model_signing_key():
+    """The key that signs the lab's models at publish (model-signing, key mode: EC P-256), and
+    its public half, which the lab inventory's edgeml_model_trust names.
+
+    A real fleet keeps the private key with its release pipeline; hosts only get public keys.
+    """
+    key_path = STATE / "model-signing" / "signing_key.pem"
+    public_path = key_path.with_name("signing_key.pub")
+    if not key_path.exists():
+        key = ec.generate_private_key(ec.SECP256R1())
+        _write_private(key_path, key.private_bytes(serialization.Encoding.PEM,
+                                                   serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+        public_path.write_bytes(key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return key_path

@@ -13,7 +13,7 @@ description:
   - Takes the host variables of the hosts a run targeted and returns the lines of a table sorted
     by site and host. A host that deployed or audited models (C(model_deploy_report), set by
     the role P(edgeml.fleet.model_deploy#role)) has one row per model - model, digest, state,
-    health, latency; other hosts one row with their provisioning state.
+    health, latency, who signed it; other hosts one row with their provisioning state.
   - A host missing from O(alive) (it failed or was unreachable) is shown as C(FAILED).
 options:
   _input:
@@ -45,7 +45,8 @@ _value:
 
 from ansible_collections.edgeml.fleet.plugins.filter.fleet_report import fleet_report
 
-COLUMNS = ("SITE", "HOST", "CONNECTIVITY", "MODEL", "DIGEST", "STATE", "HEALTH", "P50 ms", "P95 ms")
+COLUMNS = ("SITE", "HOST", "CONNECTIVITY", "MODEL", "DIGEST", "STATE", "HEALTH", "P50 ms", "P95 ms",
+           "SIGNED BY")
 
 
 def _short(digest):
@@ -68,9 +69,9 @@ def fleet_table(hostvars_list, alive):
                     state = f"{model['state']} (reported {host['reported_at']})"
                 rows.append(base + (model["name"], _short(model.get("served") or model.get("digest")),
                                     state, model.get("health", "-"), _ms(model.get("p50_ms")),
-                                    _ms(model.get("p95_ms"))))
+                                    _ms(model.get("p95_ms")), model.get("signer") or "-"))
         else:
-            rows.append(base + ("-", "-", host["state"], "-", "-", "-"))
+            rows.append(base + ("-", "-", host["state"], "-", "-", "-", "-"))
     widths = [max(len(r[i]) for r in (COLUMNS, *rows)) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in (COLUMNS, *rows)]
     totals = report["totals"]

@@ -16,8 +16,8 @@ description:
     P(edgeml.fleet.fleet_report#filter) turns into the run's report, so the roles and playbooks
     that record a result do not spell its keys out by hand.
   - Every entry has C(name), C(ref), C(digest), C(served), C(state), C(health), C(failed) and
-    C(message); C(previous), C(p50_ms), C(p95_ms) and C(source) only when given. Any other key is
-    an error.
+    C(message); C(previous), C(p50_ms), C(p95_ms), C(source) and C(signer) only when given. Any
+    other key is an error.
 positional: _input
 options:
   _input:
@@ -64,6 +64,10 @@ options:
   source:
     description: The registry the version was pulled from.
     type: str
+  signer:
+    description: Who signed the version in service, as P(edgeml.fleet.model_signature#module) names
+      the trusted key or certificate, or C(unsigned) / C(not checked).
+    type: str
 """
 
 EXAMPLES = r"""
@@ -82,7 +86,7 @@ _value:
 
 # The keys of an entry, in the order the report shows them.
 MODEL_KEYS = ("name", "ref", "digest", "served", "previous", "state", "health", "p50_ms", "p95_ms",
-              "source", "failed", "message")
+              "source", "signer", "failed", "message")
 
 
 def as_bool(value):
