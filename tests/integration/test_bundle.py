@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from modules import run_module
 from synthetic_bundle import make_bundle
@@ -43,6 +44,14 @@ def bundle(playbook, tmp_path_factory):
                    "-e", f"offline_bundle_packages_dir={make_deb(work)}")
     assert run.rc == 0, run.failure("localhost")
     return path
+
+
+def lab_key_fingerprint():
+    """sha256 of the lab release key's public PEM, as model-signing names a key."""
+    pem = (ROOT / "lab" / ".state" / "model-signing" / "signing_key.pub").read_bytes()
+    key = serialization.load_pem_public_key(pem)
+    return "sha256:" + hashlib.sha256(key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
 
 
 def manifest(path):
@@ -274,6 +283,19 @@ def test_bootstrap_from_a_laptop_with_the_bundle_in_chunks(playbook, bundle):
         assert {m["name"]: m["served"] for m in report["models"]} == wanted
         assert {m["health"] for m in report["models"]} == {"ok"}
         assert report["bundle"]["signer"] == "bundles@edgeml-lab"
+        # The models' signatures came in the bundle's layout and were checked on the host.
+        assert all("lab-release" in m["signer"] for m in report["models"]), report["models"]
+        # The release key revoked: the versions in service are refused by the next run, and
+        # keep serving.
+        revoked = playbook("edgeml.fleet.bootstrap_offline", "-e", "edgeml_target=edge-c1",
+                           "-e", f"offline_bundle_path={chunks}",
+                           "-e", f"offline_bundle_allowed_signers={SIGNERS}",
+                           "-e", json.dumps({"edgeml_model_trust_revoked": [lab_key_fingerprint()]}))
+        assert revoked.rc != 0
+        report = json.loads((Path(str(chunks) + ".results") / "edge-c1.json").read_text())
+        assert {m["state"] for m in report["models"]} == {"refused: signature"}, report["models"]
+        assert all("revoked" in m["message"] for m in report["models"]), report["models"]
+        assert {m["name"]: m["served"] for m in report["models"]} == wanted
         # the OS package the bundle carried was installed before provisioning
         status = subprocess.run(["docker", "exec", "edge-c1", "dpkg-query", "-W", "-f", "${Status}",
                                  "edgeml-test-tools"], capture_output=True, text=True, check=False)
