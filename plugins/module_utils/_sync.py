@@ -140,6 +140,9 @@ def find_signatures(order, repo, digest, errors):
         except EdgemlError as exc:
             errors.append(exc.msg if client.name in exc.msg else f"{client.name}: {exc.msg}")
             continue
+        except OSError as exc:  # an OCI layout's file that cannot be read
+            errors.append(f"{client.name}: cannot read the signatures of {repo}@{digest}: {exc}")
+            continue
         if bundles:
             return bundles, client.name
     return [], None

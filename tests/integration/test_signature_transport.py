@@ -161,3 +161,20 @@ def test_a_mirror_without_signatures_then_core_gives_cores(registry, bare_mirror
     assert result["signatures"] == 1 and kept(store, signed) == [BUNDLE]
     again = sync(store, endpoints, registry)
     assert again["changed"] is False and again["signatures"] == 1, again
+
+
+def test_mirror_seed_refuses_a_tampered_signature_index(registry, bare_mirror, signed, tmp_path):
+    layout = tmp_path / "images"
+    assert not export(registry, layout).get("failed")
+    index = json.loads((layout / "index.json").read_text())
+    bad = b"<html>not an index"
+    (layout / "blobs" / "sha256" / hashlib.sha256(bad).hexdigest()).write_bytes(bad)
+    for entry in index["manifests"]:
+        if entry["annotations"][_oci.REF_NAME].endswith(_referrers.fallback_tag(signed)):
+            entry.update(digest="sha256:" + hashlib.sha256(bad).hexdigest(), size=len(bad))
+    (layout / "index.json").write_text(json.dumps(index))
+    result = seed(layout, bare_mirror)
+    assert result.get("failed") and "is not JSON" in result["msg"], result
+    assert "signatures: false" in result["msg"]
+    assert _referrers.fetch_signatures(client(bare_mirror), REPO, signed) == []
+    assert seed(layout, bare_mirror, signatures=False)["changed"] is False

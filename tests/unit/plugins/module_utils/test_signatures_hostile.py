@@ -272,3 +272,48 @@ def test_a_layout_fallback_index_of_anything(tmp_path, index, good):
     assert set(found) <= {bundle(n) for n in range(good)}
     assert len(found) <= _referrers.MAX_REFERRERS
     assert os.path.exists(tmp_path / "layout")
+
+
+# -- model_export: what a hostile registry's signatures can do to an offline bundle's layout ---
+def export(registry, dest, **args):
+    return run_module("model_export", dict({"registry": registry.url, "dest": str(dest),
+                                            "models": [{"name": "m", "ref": f"{REPO}:1"}],
+                                            "retries": 0, "timeout": 5}, **args))
+
+
+def layout_names(dest):
+    index = json.loads((dest / "index.json").read_text())
+    return sorted(e["annotations"]["org.opencontainers.image.ref.name"] for e in index["manifests"])
+
+
+def test_export_writes_only_this_images_true_signatures(registry, tmp_path):
+    digest = registry.artifact(REPO, "1", BENIGN)
+    subject = subject_of(registry, digest)
+    other = dict(subject, digest=registry.artifact(REPO, "other", b"another model"))
+    list_referrers(registry, digest, [referrer(registry, other, bundle(7)),
+                                      referrer(registry, subject, bundle(1))])
+    (tmp_path / "x").write_text("decoy\n")
+    before = tree_digest(tmp_path)
+    dest = tmp_path / "images"
+    result = export(registry, dest)
+    assert not result.get("failed") and result["images"][0]["signatures"] == 1, result
+    assert layout_names(dest) == [f"{REPO}:1", f"{REPO}:{_referrers.fallback_tag(digest)}"]
+    layout = LayoutClient(str(dest))
+    assert _referrers.fetch_signatures(layout, REPO, digest) == [bundle(1)]
+    blobs = {p.name for p in (dest / "blobs" / "sha256").iterdir()}
+    assert hashlib.sha256(bundle(7)).hexdigest() not in blobs  # the other image's: not copied
+    assert all(hashlib.sha256((dest / "blobs" / "sha256" / n).read_bytes()).hexdigest() == n
+               for n in blobs)
+    assert tree_digest(tmp_path, skip=str(dest)) == before
+    assert export(registry, dest)["changed"] is False
+
+
+@pytest.mark.parametrize("case", ["not_its_digest", "tag_not_json", "traversal_digest"])
+def test_export_refuses_a_bad_signature_and_says_how_to_go_on(case, registry, tmp_path):
+    digest = registry.artifact(REPO, "1", BENIGN)
+    CASES[case](registry, digest, subject_of(registry, digest))
+    result = export(registry, tmp_path / "images")
+    assert result.get("failed") and "signatures: false" in result["msg"], result
+    assert f"{REPO}@{digest}" in result["msg"]
+    plain = export(registry, tmp_path / "images", signatures=False)
+    assert not plain.get("failed") and layout_names(tmp_path / "images") == [f"{REPO}:1"], plain
