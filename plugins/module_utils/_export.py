@@ -6,19 +6,24 @@
 """Private to edgeml.fleet: what model_export writes, model images copied into an OCI image layout.
 
 Decided here: which platform images of an index are copied (the others are listed as omitted),
-which blobs are fetched or reused, the layout's index.json and oci-layout marker, and which
-blobs of an earlier run are pruned. Used to build the offline bundle.
+which blobs are fetched or reused, the layout's index.json and oci-layout marker, which
+blobs of an earlier run are pruned, and how an image's signatures go with it (its referrer
+manifests and their blobs, and the referrers tag schema's index named <repo>:sha256-<hex> in
+index.json, which model_sync and mirror_seed read back). Used to build the offline bundle.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._digest import digest_hex
 from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
-    INDEX_TYPES, REF_NAME, MACHINE_TO_OCI, OCIError, parse_manifest, parse_ref)
+    INDEX_TYPES, OCI_INDEX, REF_NAME, MACHINE_TO_OCI, NotFound, OCIError, parse_manifest,
+    parse_ref)
+from ansible_collections.edgeml.fleet.plugins.module_utils._referrers import copy_signatures
 from ansible_collections.edgeml.fleet.plugins.module_utils._transfer import download_blob
 
 
@@ -100,11 +105,52 @@ class Layout:
                     os.unlink(os.path.join(self.blob_dir, name))
 
 
+class LayoutTarget:
+    """The layout being written, as push_signature sees a registry: what is pushed by digest
+    becomes a blob; a tag (the referrers tag schema's sha256-<hex>) becomes an index.json entry
+    named <repo>:<tag>, made anew in each run."""
+
+    def __init__(self, layout):
+        self.layout, self.name, self.tags = layout, f"oci-layout:{layout.root}", {}
+
+    def get_manifest(self, repo, reference):
+        if (repo, reference) not in self.tags:
+            raise NotFound(f"{self.name} has no {repo}:{reference} yet", self.name)
+        body = self.tags[(repo, reference)]
+        return body, OCI_INDEX, "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def push_blob(self, _repo, digest, data, size):
+        self.layout.put_bytes(digest, data)
+        return size
+
+    def put_manifest(self, repo, reference, body, _media_type):
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        self.layout.put_bytes(digest, body)
+        if not reference.startswith("sha256:"):
+            self.tags[(repo, reference)] = body
+        return digest
+
+    def entries(self):
+        return [{"mediaType": OCI_INDEX, "digest": "sha256:" + hashlib.sha256(body).hexdigest(),
+                 "size": len(body), "annotations": {REF_NAME: f"{repo}:{tag}"}}
+                for (repo, tag), body in sorted(self.tags.items())]
+
+
+def export_signatures(target, client, repo, subject, image):
+    """Copy the signatures client has for subject into the layout; their count goes in image."""
+    try:
+        image["signatures"] = copy_signatures(client, target, repo, subject)[0]
+    except EdgemlError as exc:
+        raise OCIError(f"cannot copy the signatures of {repo}@{subject['digest']} from "
+                       f"{client.name}: {exc.msg}. Fix or remove them there, or export without "
+                       "them (signatures: false) if the hosts do not require signatures")
+
+
 def wanted_architectures(platforms):
     return {MACHINE_TO_OCI.get(p.lower(), (p.lower(), None))[0] for p in platforms}
 
 
-def export_image(layout, client, model, params, omitted):
+def export_image(layout, target, client, model, params, omitted):
     """Copy one image (manifest or index and its platform manifests) and its blobs."""
     repo, tag, ref_digest = parse_ref(model["ref"])
     pinned = model.get("digest") or ref_digest
@@ -145,8 +191,12 @@ def export_image(layout, client, model, params, omitted):
     entry = {"mediaType": media_type, "digest": digest, "size": len(body),
              "annotations": {REF_NAME: f"{repo}:{tag}" if tag else repo,
                              "io.edgeml.model": model["name"]}}
-    return entry, {"name": model["name"], "ref": model["ref"], "digest": digest, "size": size,
-                   "blobs": blobs}
+    image = {"name": model["name"], "ref": model["ref"], "digest": digest, "size": size,
+             "blobs": blobs}
+    if params["signatures"]:
+        export_signatures(target, client, repo, {"mediaType": media_type, "digest": digest,
+                                                 "size": len(body)}, image)
+    return entry, image
 
 
 def run(module):
@@ -163,10 +213,12 @@ def run(module):
                 module.fail_json(msg=f"models[{number}] needs a name and a ref, got {model!r}")
         client = module.clients()[0]
         entries = []
+        target = LayoutTarget(layout)
         for model in params["models"]:
-            entry, image = export_image(layout, client, model, params, omitted)
+            entry, image = export_image(layout, target, client, model, params, omitted)
             entries.append(entry)
             result["images"].append(image)
+        entries += target.entries()
         if not params["prune"]:
             names = {e["annotations"][REF_NAME] for e in entries}
             entries += [e for e in layout.existing_entries()

@@ -181,11 +181,7 @@ def push_signature(client, repo, subject, bundle, annotations=None):
     if annotations:
         entry["annotations"] = {str(k): str(v) for k, v in annotations.items()}
     tag = fallback_tag(subject["digest"])
-    try:
-        index_body, _media_type, _found = client.get_manifest(repo, tag)
-        entries = _descriptors(index_body, f"{client.name}: {repo}:{tag}")
-    except NotFound:
-        entries = []
+    entries = _listed(client, repo, subject["digest"])
     if any(e.get("digest") == referrer for e in entries):
         return referrer, 0
     pushed = 0
@@ -195,3 +191,31 @@ def push_signature(client, repo, subject, bundle, annotations=None):
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries + [entry]}
     client.put_manifest(repo, tag, _canonical(index), OCI_INDEX)
     return referrer, pushed
+
+
+def _listed(client, repo, digest):
+    """The entries of the referrers tag schema's index for digest on client ([] when none)."""
+    tag = fallback_tag(digest)
+    try:
+        index_body, _media_type, _found = client.get_manifest(repo, tag)
+    except NotFound:
+        return []
+    return _descriptors(index_body, f"{client.name}: {repo}:{tag}")
+
+
+def copy_signatures(source, target, repo, subject, apply=True):
+    """Attach to subject on target (a registry, or a layout being written) every signature
+    source has for it. Returns (signatures source has, signatures target lacked: added, or
+    with apply=False, that would be). Raises OCIError or BadDigest when either side's
+    signatures cannot be read."""
+    bundles = fetch_signatures(source, repo, subject["digest"])
+    listed = {entry.get("digest") for entry in _listed(target, repo, subject["digest"])}
+    added = 0
+    for bundle in bundles:
+        body, _blobs = signature_manifest(subject, bundle)
+        if "sha256:" + hashlib.sha256(body).hexdigest() in listed:
+            continue
+        added += 1
+        if apply:
+            push_signature(target, repo, subject, bundle)
+    return len(bundles), added

@@ -6,18 +6,39 @@
 """Private to edgeml.fleet: what mirror_seed pushes, images from an OCI image layout into a registry.
 
 Decided here: which images a registry already has (same tag, same digest: nothing is sent),
-which blobs it lacks, the order of pushes (blobs, then platform manifests, then the tag), and
-that an incomplete index or a delta bundle cannot seed a mirror.
+which blobs it lacks, the order of pushes (blobs, then platform manifests, then the tag, then
+the image's signatures), and that an incomplete index or a delta bundle cannot seed a mirror.
+The referrers tag schema's indexes (<repo>:sha256-<hex>) are not images: the signatures they
+list are pushed with the image they sign.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._layout import LayoutClient
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
     INDEX_TYPES, REF_NAME, NotFound, OCIError, parse_manifest, parse_ref)
+from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
+from ansible_collections.edgeml.fleet.plugins.module_utils._referrers import copy_signatures
+
+FALLBACK_TAG_RE = re.compile(r":sha256-[0-9a-f]{64}\Z")
+
+
+def seed_signatures(layout, client, name, check_mode):
+    """Push the signatures the layout has for image name that the registry lacks; returns how
+    many (would be) pushed."""
+    repo, tag, _digest = parse_ref(name)
+    body, media_type, digest = layout.get_manifest(repo, tag)
+    subject = {"mediaType": media_type, "digest": digest, "size": len(body)}
+    try:
+        return copy_signatures(layout, client, repo, subject, apply=not check_mode)[1]
+    except EdgemlError as exc:
+        raise OCIError(f"cannot copy the signatures of {name} ({digest}) from {layout.name} to "
+                       f"{client.name}: {exc.msg}. Check the bundle (bundle_verify), or seed "
+                       "without them (signatures: false) if the hosts do not require signatures")
 
 
 def seed_image(layout, client, name, check_mode):
@@ -67,7 +88,8 @@ def seed_image(layout, client, name, check_mode):
 def run(module):
     """mirror_seed's whole run: read the layout's names, push what the registry lacks, exit or fail."""
     params = module.params
-    result = {"changed": False, "pushed": [], "unchanged": [], "pushed_bytes": 0}
+    result = {"changed": False, "pushed": [], "unchanged": [], "pushed_bytes": 0,
+              "signatures_pushed": 0}
     layout = LayoutClient(params["layout"])
     try:
         with open(os.path.join(params["layout"], "index.json"), encoding="utf-8") as handle:
@@ -75,7 +97,7 @@ def run(module):
     except (OSError, ValueError, AttributeError) as exc:
         module.fail_json(msg=f"{params['layout']} is not a readable OCI image layout: {exc}")
     names = [(e.get("annotations") or {}).get(REF_NAME) for e in entries]
-    names = [n for n in names if n and ":" in n]
+    names = [n for n in names if n and ":" in n and not FALLBACK_TAG_RE.search(n)]
     missing = sorted(set(params["images"]) - set(names))
     if missing:
         module.fail_json(msg=f"{params['layout']} has no image named {', '.join(missing)}; it has "
@@ -89,7 +111,10 @@ def run(module):
             else:
                 result["pushed"].append(name)
                 result["pushed_bytes"] += sent
+            if params["signatures"]:
+                result["signatures_pushed"] += seed_signatures(layout, client, name,
+                                                               module.check_mode)
     except OCIError as exc:
         module.fail_from(exc, **result)
-    result["changed"] = bool(result["pushed"])
+    result["changed"] = bool(result["pushed"]) or bool(result["signatures_pushed"])
     module.exit_json(**result)

@@ -6,7 +6,7 @@
 """Private to edgeml.fleet: what model_info reports about the host's store (it only reads).
 
 Decided here: what is said of each model (current and previous digests, versions newest first
-with their size, versions rejected here and why) and what counts as a problem (with verify:
+with their size and the number of signatures kept, versions rejected here and why) and what counts as a problem (with verify:
 a file or blob that does not match, or current pointing at a version that is not staged).
 """
 
@@ -24,7 +24,7 @@ def describe_model(store, name, verify, problems):
             "digest": digest, "ref": record.get("ref"), "shape": record.get("shape"),
             "source": record.get("source"), "staged_at": record.get("staged_at"),
             "size": sum(f.get("size", 0) for f in record.get("files", {}).values()),
-            "active": digest == current})
+            "active": digest == current, "signatures": len(store.signatures(name, digest))})
         if verify:
             problems.extend(store.verify_version(name, digest))
     if current and not store.has_version(name, current):

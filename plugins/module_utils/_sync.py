@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import hashlib
 import os
 import pwd
 import shutil
 import time
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._digest import check_digest
+from ansible_collections.edgeml.fleet.plugins.module_utils._referrers import fetch_signatures
+from ansible_collections.edgeml.fleet.plugins.module_utils._registry import make_client
 from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
     INDEX_TYPES, TITLE, OCIError, choose_platform, parse_manifest, parse_ref)
 from ansible_collections.edgeml.fleet.plugins.module_utils._transfer import download_blob
 from ansible_collections.edgeml.fleet.plugins.module_utils._store import (
-    Store, StoreError, check_model_name, reason_text)
+    MAX_SIGNATURE_BYTES, MAX_SIGNATURES, Store, StoreError, check_model_name, reason_text)
 
 
 def resolve(clients, repo, reference, pinned):
@@ -112,7 +115,61 @@ def record_rejection(module, store, result, ids):
     result["rejected"] = reason
 
 
+def signature_clients(module, errors):
+    """The endpoints' clients, for signatures only (the version is in the store): an endpoint
+    that cannot be used is an entry of errors, not a failure."""
+    params = module.params
+    clients = []
+    for endpoint in params["registries"] or []:
+        try:
+            clients.append(make_client(endpoint, params["username"], params["password"],
+                                       params["validate_certs"], params["ca_path"],
+                                       params["timeout"]))
+        except OCIError as exc:
+            errors.append(exc.msg)
+    return clients
+
+
+def find_signatures(order, repo, digest, errors):
+    """(bundles, endpoint name) of the first endpoint in order that has signatures for
+    repo@digest, or ([], None). An endpoint with none (a mirror that lacks them) or that fails
+    is passed over; its failure is an entry of errors."""
+    for client in order:
+        try:
+            bundles = fetch_signatures(client, repo, digest)
+        except EdgemlError as exc:
+            errors.append(exc.msg if client.name in exc.msg else f"{client.name}: {exc.msg}")
+            continue
+        except OSError as exc:  # an OCI layout's file that cannot be read
+            errors.append(f"{client.name}: cannot read the signatures of {repo}@{digest}: {exc}")
+            continue
+        if bundles:
+            return bundles, client.name
+    return [], None
+
+
+def sync_signatures(module, store, result, ids, order):
+    """Keep the version's signatures as the endpoints have them. An empty answer never erases
+    what the store has; a failure is reported in signature_errors and never fails the run (the
+    host's signature check decides whether the version may serve)."""
+    name, digest = module.params["name"], result["digest"]
+    errors = result.setdefault("signature_errors", [])
+    repo = parse_ref(module.params["ref"])[0]
+    bundles, source = find_signatures(order, repo, digest, errors) if order else ([], None)
+    if bundles:
+        if store.save_signatures(name, digest, bundles, *ids, apply=not module.check_mode):
+            result["changed"] = True
+        kept = {hashlib.sha256(data).hexdigest() for data in bundles[:MAX_SIGNATURES]
+                if len(data) <= MAX_SIGNATURE_BYTES}
+        result.update(signatures=len(kept), signatures_source=source)
+    else:
+        kept = len(store.signatures(name, digest))
+        result.update(signatures=kept, signatures_source="store" if kept else None)
+
+
 def sync(module, store, result):
+    """Stage (and with state=active, activate) the version; returns the endpoints to ask for
+    its signatures, the one that served first ([] when none is to be asked)."""
     params = module.params
     name = params["name"]
     repo, tag, ref_digest = parse_ref(params["ref"])
@@ -126,6 +183,8 @@ def sync(module, store, result):
 
     if pinned and store.version_intact(name, pinned):
         digest, source, shape = pinned, "store", store.read_record(store.version_dir(name, pinned))["shape"]
+        order = signature_clients(module, result.setdefault("signature_errors", [])) \
+            if params["signatures"] else []
     else:
         clients = module.clients()
         if not clients:
@@ -134,6 +193,7 @@ def sync(module, store, result):
                                  "needs the offline bundle (oci-layout:) endpoint", **result)
         client, digest, manifest = resolve(clients, repo, tag, pinned)
         source = client.name
+        order = [client] + [c for c in clients if c is not client]
         note_rejection(module, store, result, digest)
         layers = manifest.get("layers") or []
         if not layers:
@@ -152,7 +212,7 @@ def sync(module, store, result):
             result.update(bytes_reused=reused + partial, bytes_downloaded=need)
             if module.check_mode:
                 result.update(changed=True, digest=digest, source=source, shape=shape)
-                return
+                return order
             store.ensure_dirs()
             store.clean_staging(name)
             # What failed runs left (blobs no version uses, partial files) goes, but for this
@@ -185,6 +245,7 @@ def sync(module, store, result):
         result["changed"] = True
         if not module.check_mode:
             store.activate(name, digest)
+    return order
 
 
 def settle_ownership(module, store, result, ids):
@@ -224,7 +285,8 @@ def apply_state(module, store, result, ids):
         record_rejection(module, store, result, ids)
         return before
     else:
-        sync(module, store, result)
+        order = sync(module, store, result)
+        sync_signatures(module, store, result, ids, order if params["signatures"] else [])
     if not module.check_mode and result.get("digest") and store.prune(name, params["keep"]):
         store.collect_garbage()
     settle_ownership(module, store, result, ids)

@@ -17,6 +17,7 @@ description:
     so digests stay what the fleet pinned.
   - Blobs the registry already has are not sent again; an image the registry already serves
     under its tag with the same digest is left alone.
+  - The images' signatures go with them (O(signatures)).
   - Used by C(edgeml.fleet.bootstrap_offline) for a mirror in C(seeded) mode (role
     P(edgeml.fleet.registry_mirror#role)); the site's hosts then pull from the mirror as usual.
 author: edgeml.fleet developers (@edgeml)
@@ -46,6 +47,16 @@ options:
     type: list
     elements: str
     default: []
+  signatures:
+    description:
+      - Push each image's signatures (Sigstore bundles attached as OCI referrers, as
+        M(edgeml.fleet.model_export) writes them into the layout) to the registry too, as
+        referrers with the C(sha256-HEX) tag schema; those the registry already lists are not
+        pushed again.
+      - A signature in the layout that cannot be read (corrupt, not hashing to its digest)
+        fails the run; V(false) seeds without signatures.
+    type: bool
+    default: true
 seealso:
   - module: edgeml.fleet.model_export
   - module: edgeml.fleet.bundle_verify
@@ -76,6 +87,11 @@ pushed_bytes:
   description: Blob bytes uploaded.
   returned: success
   type: int
+signatures_pushed:
+  description: Signatures the registry lacked and that were pushed (would be, in check mode).
+  returned: success
+  type: int
+  sample: 1
 """
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._common import RegistryModule
@@ -88,6 +104,7 @@ def main():
             "layout": {"type": "path", "required": True},
             "registry": {"type": "str", "required": True},
             "images": {"type": "list", "elements": "str", "default": []},
+            "signatures": {"type": "bool", "default": True},
         },
         endpoints=False,
         supports_check_mode=True,

@@ -76,6 +76,16 @@ options:
     type: list
     elements: str
     default: []
+  signatures:
+    description:
+      - Copy each image's signatures (Sigstore bundles attached as OCI referrers) into the
+        layout with it - the referrer manifests, their blobs, and the referrers tag schema's
+        index named V(REPOSITORY:sha256-HEX) in C(index.json) - so M(edgeml.fleet.model_sync)
+        from the V(oci-layout:DIR) endpoint and M(edgeml.fleet.mirror_seed) find them.
+      - A signature that cannot be read from the registry (corrupt, or not hashing to its
+        digest) fails the run; V(false) exports without signatures.
+    type: bool
+    default: true
 seealso:
   - module: edgeml.fleet.bundle_seal
   - module: edgeml.fleet.bundle_verify
@@ -96,7 +106,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 images:
-  description: One entry per model image copied.
+  description:
+    - One entry per model image copied; C(signatures) is how many signatures were copied with
+      it (only with O(signatures=true)).
   returned: success
   type: list
   elements: dict
@@ -106,6 +118,7 @@ images:
       digest: sha256:458cf12a0d2f46f58ace88450fc928105fe5db4d0198a288c452169c788849b8
       size: 36128
       blobs: 3
+      signatures: 1
 omitted:
   description: Digests deliberately not in the layout (excluded blobs, other platforms' manifests).
   returned: success
@@ -134,6 +147,7 @@ def main():
             "platforms": {"type": "list", "elements": "str", "default": ["x86_64"]},
             "exclude_blobs": {"type": "list", "elements": "str", "default": []},
             "prune": {"type": "bool", "default": True},
+            "signatures": {"type": "bool", "default": True},
         },
         endpoints=False,
         supports_check_mode=True,

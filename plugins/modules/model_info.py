@@ -49,7 +49,8 @@ EXAMPLES = r"""
 RETURN = r"""
 models:
   description:
-    - Per model, its active and previous digests, its versions newest first, and the versions
+    - Per model, its active and previous digests, its versions newest first (each with
+      C(signatures), how many signatures the store keeps for it), and the versions
       rejected on this host (digest to reason, see O(edgeml.fleet.model_sync#module:state=rejected)).
   returned: always
   type: dict
@@ -65,6 +66,7 @@ models:
           source: https://core-registry:5000
           staged_at: 1795600000.0
           active: true
+          signatures: 1
       rejected:
         sha256:20cd938a2ea64f612b3523bc9219130c6fc66cd09b394ea38437488c0b8898b2: "Health gate: golden cases answered wrong"
 intact:

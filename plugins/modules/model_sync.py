@@ -95,6 +95,20 @@ options:
         here before (RV(rejected) is then null), so it is tried again.
     type: bool
     default: false
+  signatures:
+    description:
+      - Fetch the image's signatures (Sigstore bundles attached as OCI referrers, found by the
+        referrers API or the C(sha256-<hex>) tag schema, also in an V(oci-layout:DIR) endpoint)
+        and keep them in the store with the version, for the host's signature check.
+      - The endpoint that served the image is asked first; when it has none (a mirror that
+        lacks them), the other endpoints in order. When the pinned version is already in the
+        store, the endpoints are asked for the signatures only.
+      - The signatures of the first endpoint that has some replace those kept; when no endpoint
+        has any (or none could be asked), what the store has is kept. Failing to get them never
+        fails the run (see RV(signature_errors)); nothing here decides whether a signature is
+        valid or trusted.
+    type: bool
+    default: true
   lock_timeout:
     description:
       - Seconds to wait for another run that holds the store's lock (sync, rollback and
@@ -195,6 +209,28 @@ rejected:
   returned: with O(state=present), O(state=active) and O(state=rejected)
   type: str
   sample: "Health gate: golden cases answered wrong"
+signatures:
+  description:
+    - How many signatures the store keeps for the version in RV(digest) after the run (would
+      keep, in check mode).
+  returned: with O(state=present) and O(state=active)
+  type: int
+  sample: 1
+signatures_source:
+  description:
+    - The endpoint whose signatures were kept in this run, V(store) when the store's were kept
+      (no endpoint had any), null when there are none.
+  returned: with O(state=present) and O(state=active)
+  type: str
+  sample: https://core-registry:5000
+signature_errors:
+  description:
+    - Why signatures could not be fetched from an endpoint, one message each. They do not fail
+      the run; the host's signature check decides.
+  returned: with O(state=present) and O(state=active)
+  type: list
+  elements: str
+  sample: []
 files:
   description: The version's files with their digests and sizes.
   returned: success, except with O(state=absent)
@@ -223,6 +259,7 @@ def main():
             "lock_timeout": {"type": "int", "default": 600},
             "reason": {"type": "str"},
             "retry_rejected": {"type": "bool", "default": False},
+            "signatures": {"type": "bool", "default": True},
         },
         required_if=[("state", "present", ["ref"]), ("state", "active", ["ref"]),
                      ("state", "rejected", ["digest", "reason"])],
