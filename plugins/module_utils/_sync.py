@@ -183,8 +183,12 @@ def sync(module, store, result):
 
     if pinned and store.version_intact(name, pinned):
         digest, source, shape = pinned, "store", store.read_record(store.version_dir(name, pinned))["shape"]
-        order = signature_clients(module, result.setdefault("signature_errors", [])) \
-            if params["signatures"] else []
+        # The network is asked only when the store keeps no signature for the version (or when
+        # asked to refresh): a deploy of what a host has needs no link, and a dead endpoint's
+        # timeout is not paid on every run.
+        ask = params["signatures"] and (params["refresh_signatures"]
+                                        or not store.signatures(name, pinned))
+        order = signature_clients(module, result.setdefault("signature_errors", [])) if ask else []
     else:
         clients = module.clients()
         if not clients:

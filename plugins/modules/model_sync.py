@@ -102,13 +102,20 @@ options:
         and keep them in the store with the version, for the host's signature check.
       - The endpoint that served the image is asked first; when it has none (a mirror that
         lacks them), the other endpoints in order. When the pinned version is already in the
-        store, the endpoints are asked for the signatures only.
+        store, the endpoints are asked for its signatures only, and only when the store keeps
+        none for it (see O(refresh_signatures)).
       - The signatures of the first endpoint that has some replace those kept; when no endpoint
         has any (or none could be asked), what the store has is kept. Failing to get them never
         fails the run (see RV(signature_errors)); nothing here decides whether a signature is
         valid or trusted.
     type: bool
     default: true
+  refresh_signatures:
+    description:
+      - Ask the endpoints for the signatures of a version already in the store even when the
+        store keeps some, for example after a release was signed again with a new key.
+    type: bool
+    default: false
   lock_timeout:
     description:
       - Seconds to wait for another run that holds the store's lock (sync, rollback and
@@ -260,6 +267,7 @@ def main():
             "reason": {"type": "str"},
             "retry_rejected": {"type": "bool", "default": False},
             "signatures": {"type": "bool", "default": True},
+            "refresh_signatures": {"type": "bool", "default": False},
         },
         required_if=[("state", "present", ["ref"]), ("state", "active", ["ref"]),
                      ("state", "rejected", ["digest", "reason"])],

@@ -76,14 +76,17 @@ def test_signatures_are_kept_with_the_version_and_never_erased_by_an_empty_answe
     assert signature_files(store, digest) == [hashlib.sha256(bundle(1)).hexdigest() + ".json"]
     again = sync(tmp_path, [registry.url], ref=f"{REPO}:1")
     assert not again["changed"] and again["signatures"] == 1, again
-    # A second signature appears: pinned and intact, the registry is asked for signatures only.
+    # A second signature appears. Pinned and intact with signatures kept, the registry is not
+    # asked (no link needed); refresh_signatures asks it for the signatures only.
     list_referrers(registry, digest, [referrer(registry, subject, bundle(1)),
                                       referrer(registry, subject, bundle(2))])
     pinned = sync(tmp_path, [registry.url], ref=f"{REPO}:1", digest=digest)
+    assert not pinned["changed"] and pinned["signatures"] == 1, pinned
+    pinned = sync(tmp_path, [registry.url], ref=f"{REPO}:1", digest=digest, refresh_signatures=True)
     assert pinned["changed"] and pinned["source"] == "store" and pinned["signatures"] == 2, pinned
     # The registry has none now (a mirror that lacks them): the store keeps its own.
     del registry.manifests[(REPO, _referrers.fallback_tag(digest))]
-    kept = sync(tmp_path, [registry.url], ref=f"{REPO}:1", digest=digest)
+    kept = sync(tmp_path, [registry.url], ref=f"{REPO}:1", digest=digest, refresh_signatures=True)
     assert not kept["changed"] and kept["signatures"] == 2 and kept["signatures_source"] == "store"
     off = sync(tmp_path, [registry.url], ref=f"{REPO}:1", digest=digest, signatures=False)
     assert not off["changed"] and off["signatures"] == 2, off
