@@ -174,4 +174,3 @@ def run(module):
         result["diff"] = {"before": {"signers": before},
                           "after": {"signers": before + [who] if changed else before}}
     module.exit_json(**result)
-

@@ -214,3 +214,58 @@ def test_options_are_checked(registry, keys, tmp_path):
                   signing_key=str(keys["release"][0]), signing_key_password="not-the-password")
     assert bad["failed"] and "wrong signing_key_password" in bad["msg"], bad
     assert "not-the-password" not in json.dumps(bad) and "changed" not in bad or not bad["changed"]
+
+
+def _push(client, repo, tag, layers, config=b"{}"):
+    """Push an image of layers [(bytes, media type, annotations)]; returns its digest."""
+    def blob(data, media_type, annotations=None):
+        descriptor = {"mediaType": media_type, "size": len(data),
+                      "digest": "sha256:" + hashlib.sha256(data).hexdigest()}
+        if annotations:
+            descriptor["annotations"] = annotations
+        client.push_blob(repo, descriptor["digest"], data, len(data))
+        return descriptor
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": blob(config, "application/vnd.oci.image.config.v1+json"),
+                "layers": [blob(*layer) for layer in layers]}
+    body = json.dumps(manifest).encode()
+    client.put_manifest(repo, tag, body, manifest["mediaType"])
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def _tar(members):
+    import io
+    import tarfile
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, data, link in members:
+            info = tarfile.TarInfo(name)
+            if link:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+@pytest.mark.parametrize("layers, expected", [
+    ([(b"x", "application/octet-stream", {"org.opencontainers.image.title": "../escape"})],
+     "a file name must be one name"),
+    ([(b"x", "application/octet-stream", {"org.opencontainers.image.title": "a"}),
+      (b"y", "application/octet-stream", {"org.opencontainers.image.title": "a"})],
+     "two files of one name"),
+    ([(_tar([("models/model.onnx", b"m", None), ("models/alias", None, "model.onnx")]),
+       "application/vnd.oci.image.layer.v1.tar", None)], "holds symlinks under the model's path"),
+    ([(_tar([("models/../../etc/passwd", b"m", None)]), "application/vnd.oci.image.layer.v1.tar", None)],
+     "climbs out"),
+])
+def test_hostile_images_are_not_signed(registry, client, keys, tmp_path, monkeypatch, layers, expected):
+    repo = "hostile/model"
+    digest = _push(client, repo, "1", layers)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    result = sign(registry, f"{repo}@{digest}", signing_key=str(keys["ci"][0]))
+    assert result["failed"] and expected in result["msg"], result
+    assert fetch_signatures(client, repo, digest) == []
+    assert sorted(os.listdir(tmp_path)) == [], "model_sign left files behind"
+    assert not Path("/etc/passwd").read_bytes().startswith(b"m")
