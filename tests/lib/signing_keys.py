@@ -44,7 +44,7 @@ def cert_chain(directory, password=None, leaf_name="ML release signing"):
     """A CA -> intermediate -> leaf chain (leaf key usage digitalSignature), written as PEM:
     {"ca", "intermediate", "certificate", "key"} paths; the leaf key encrypted with password."""
     directory = Path(directory)
-    ca_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _role in ("ca", "mid", "leaf"))
     ca = _cert("edgeml test root CA", ca_key, "edgeml test root CA", ca_key, True, 1)
     mid = _cert("edgeml test intermediate", mid_key, "edgeml test root CA", ca_key, True, 0)
     leaf = _cert(leaf_name, leaf_key, "edgeml test intermediate", mid_key, False)
