@@ -25,6 +25,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -52,6 +53,8 @@ LIBRARY = "model-signing (model-signing==1.1.1 and pyopenssl, on the controller)
 IN_TOTO = "application/vnd.in-toto+json"
 PREDICATE = "https://model_signing/signature/v1.0"
 CURVES = ("secp256r1", "secp384r1", "secp521r1")  # what model_signing signs with
+HINT_RE = re.compile(r"\A[0-9a-f]{64}\Z")  # model_signing's key hint: sha256 of the public key's PEM
+MAX_SUBJECT = 512  # characters of a certificate subject shown
 SIGNING_ARGS = {  # the options of every module that signs (doc fragment edgeml.fleet.signing)
     "signing_key": {"type": "path"},
     "signing_key_password": {"type": "str", "no_log": True},
@@ -84,7 +87,7 @@ def _identity(doc, where):
     material = doc.get("verificationMaterial")
     material = material if isinstance(material, dict) else {}
     key = material.get("publicKey")
-    if isinstance(key, dict) and isinstance(key.get("hint"), str) and key["hint"]:
+    if isinstance(key, dict) and isinstance(key.get("hint"), str) and HINT_RE.match(key["hint"]):
         return "sha256:" + key["hint"], key["hint"]
     chain = material.get("x509CertificateChain")
     certs = chain.get("certificates") if isinstance(chain, dict) else None
@@ -93,7 +96,9 @@ def _identity(doc, where):
     if isinstance(raw, str):
         try:
             der = base64.b64decode(raw, validate=True)
-            return x509.load_der_x509_certificate(der).subject.rfc4514_string(), der
+            subject = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+            # shown in results and diffs: one printable line of bounded length
+            return "".join(c if c.isprintable() else "?" for c in subject)[:MAX_SUBJECT], der
         except (ValueError, binascii.Error):
             pass
     raise SigningError(f"{where} names no signer: neither a public key hint nor a certificate "

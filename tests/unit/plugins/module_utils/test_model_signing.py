@@ -138,10 +138,18 @@ def test_the_files_placed_are_signed_under_their_names(tmp_path):
                       lambda d: ms.place_files(d, {"fraud.onnx": str(src / "fraud.onnx")}))
 
 
+def test_a_certificate_subject_is_shown_as_one_bounded_line(tmp_path):
+    pki = cert_chain(tmp_path, leaf_name="evil\x1b[2J\nname")
+    directory, files = model(tmp_path)
+    signer = Signer(str(pki["key"]), None, str(pki["certificate"]), [str(pki["intermediate"])])
+    shown = ms.describe_signer(signer.sign(str(directory), files))
+    assert shown.isprintable() and len(shown) <= ms.MAX_SUBJECT and shown.startswith("CN=evil")
+
+
 def _bundle(payload, material=None, payload_type=ms.IN_TOTO):
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return json.dumps({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
-                       "verificationMaterial": material if material is not None else {"publicKey": {"hint": "ab"}},
+                       "verificationMaterial": material if material is not None else {"publicKey": {"hint": "ab" * 32}},
                        "dsseEnvelope": {"payload": base64.b64encode(raw).decode(),
                                         "payloadType": payload_type, "signatures": []}}).encode()
 
@@ -171,6 +179,8 @@ def test_hostile_statements_are_refused_clearly(bundle):
 
 
 @pytest.mark.parametrize("material", [{}, {"publicKey": {}}, {"publicKey": {"hint": ""}},
+                                      {"publicKey": {"hint": "ab" * 100000}},
+                                      {"publicKey": {"hint": "\x1b[31m" + "a" * 60}},
                                       {"x509CertificateChain": {"certificates": [{"rawBytes": "!!"}]}},
                                       {"x509CertificateChain": {"certificates": [{"rawBytes": "AAAA"}]}},
                                       {"x509CertificateChain": {"certificates": []}}, []])
