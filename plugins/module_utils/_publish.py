@@ -20,8 +20,12 @@ import json
 import os
 import tarfile
 
+from ansible_collections.edgeml.fleet.plugins.module_utils._digest import file_digest
+from ansible_collections.edgeml.fleet.plugins.module_utils._model_signing import (
+    SigningError, attach, place_files, sign_files, signer_from, signers)
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
     NotFound, OCIError, OCI_INDEX, OCI_MANIFEST, TITLE, parse_ref)
+from ansible_collections.edgeml.fleet.plugins.module_utils._referrers import fetch_signatures
 
 
 MODEL_TYPE = "application/vnd.edgeml.model.onnx"
@@ -110,11 +114,31 @@ def modelcar(files, annotations, platforms):
     return index, blobs, children
 
 
+def sign(module, client, repo, subject, files, signer, result):
+    """Attach signer's signature of files ([(path, media type)]) to subject, unless the same
+    signer's signature of the same files is attached already. Both shapes name each file by
+    its base name on a host (artifact: the layer title; modelcar: models/<name>)."""
+    name = repo.rsplit("/", 1)[-1]
+    paths = {os.path.basename(path): path for path, _media_type in files}
+    digests = {title: file_digest(path) for title, path in paths.items()}
+    existing = fetch_signatures(client, repo, subject["digest"])
+    changed, result["signature"], pushed = attach(
+        client, repo, subject, existing,
+        lambda: sign_files(signer, name, digests, lambda target: place_files(target, paths)),
+        lambda bundle: signer.signed(bundle, name, digests), module.check_mode, signer.signer)
+    result["changed"] |= changed
+    result["pushed_bytes"] += pushed
+    before = signers(existing)
+    return before, before + [signer.signer] if changed else before
+
+
 def run(module):
-    """model_publish's whole run: build the image, push what the tag lacks, exit or fail."""
+    """model_publish's whole run: build the image, push what the tag lacks, sign, exit or fail."""
     params = module.params
     repo, tag = params["repository"], params["tag"]
     result = {"changed": False, "pushed_bytes": 0, "ref": f"{repo}:{tag}"}
+    signer = signer_from(module)  # an unusable key fails before anything is pushed
+    signed = None
     try:
         parse_ref(f"{repo}:{tag}")
         files = [(params["model"], MODEL_TYPE)]
@@ -124,6 +148,10 @@ def run(module):
         for path, _media_type in files:
             if not os.path.isfile(path):
                 module.fail_json(msg=f"{path} is not a file", **result)
+        names = [os.path.basename(path) for path, _media_type in files]
+        if len(set(names)) != len(names):
+            module.fail_json(msg=f"two of the model's files have the same name ({', '.join(names)}); "
+                                 "a host would keep only one of them: rename one", **result)
         annotations = {str(k): str(v) for k, v in params["annotations"].items()}
         if params["shape"] == "artifact":
             top, blobs = artifact(files, annotations)
@@ -148,11 +176,16 @@ def run(module):
                     client.put_manifest(repo, "sha256:" + hashlib.sha256(child).hexdigest(),
                                         child, media_type)
                 client.put_manifest(repo, tag, body, top["mediaType"])
-    except OCIError as exc:
+        if signer:
+            subject = {"mediaType": top["mediaType"], "digest": digest, "size": len(body)}
+            signed = sign(module, client, repo, subject, files, signer, result)
+    except (OCIError, SigningError) as exc:
         module.fail_from(exc, **result)
     except OSError as exc:
         module.fail_json(msg=f"cannot read the model files: {exc}", **result)
     if module._diff:
         result["diff"] = {"before": {"digest": result.get("previous_digest")},
                           "after": {"digest": result["digest"]}}
+        if signed:
+            result["diff"]["before"]["signers"], result["diff"]["after"]["signers"] = signed
     module.exit_json(**result)

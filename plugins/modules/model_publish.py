@@ -19,10 +19,19 @@ description:
     again gives the same digest and changes nothing.
   - With more than one of O(platforms), a modelcar is pushed as an image index with one manifest
     per platform.
+  - With O(signing_key), the model is signed after it is pushed (or when the tag already points at
+    it) and the signature is attached to the image as an OCI referrer (subject the pushed manifest
+    or index; the C(sha256-<hex>) referrers tag where the registry has no referrers API). A
+    signature by the same signer over the same files already attached is kept, not made again.
+    The statement names the model after the repository's last component; the files are named as a
+    host's store names them (the file names, for both shapes).
   - "Usually run on the controller (C(delegate_to: localhost))."
 author: edgeml.fleet developers (@edgeml)
+requirements:
+  - model-signing == 1.1.1 and pyopenssl on the controller, only to sign (O(signing_key))
 extends_documentation_fragment:
   - edgeml.fleet.registry
+  - edgeml.fleet.signing
 options:
   registry:
     description: Registry to push to, V(https://HOST[:PORT]).
@@ -67,15 +76,18 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Computes the digest and reports whether the tag would move; pushes nothing.
+    description: Computes the digest and reports whether the tag would move or a signature would be
+      attached; pushes nothing.
   diff_mode:
     support: full
-    description: Shows the tag's digest before and after.
+    description: Shows the tag's digest (and, when signing, the signers attached) before and after.
   idempotent:
     support: full
-    description: The same files give the same digest; the tag is not pushed again.
+    description: The same files give the same digest; the tag is not pushed again, and a signature
+      by the same signer over the same files is not attached again.
 seealso:
   - module: edgeml.fleet.model_sync
+  - module: edgeml.fleet.model_sign
 """
 
 EXAMPLES = r"""
@@ -101,6 +113,17 @@ EXAMPLES = r"""
     shape: modelcar
     platforms: [linux/amd64, linux/arm64/v8]
   delegate_to: localhost
+
+- name: Publish and sign it with the release key
+  edgeml.fleet.model_publish:
+    registry: https://registry.example.com
+    repository: models/fraud-detector
+    tag: "1.2"
+    model: build/fraud-detector.onnx
+    metadata: build/edgeml-model.json
+    signing_key: /etc/edgeml/release-signing.key
+    signing_key_password: "{{ vault_signing_key_password }}"
+  delegate_to: localhost
 """
 
 RETURN = r"""
@@ -124,9 +147,26 @@ ref:
   returned: success
   type: str
   sample: models/fraud-detector:1.1
+signature:
+  description:
+    - The signature attached to the image (with O(signing_key)). C(referrer) is null in check
+      mode when a new signature would be made, or when the one found was attached by another tool.
+  returned: when signing_key is given
+  type: dict
+  contains:
+    referrer:
+      description: Digest of the referrer manifest that attaches the signature.
+      type: str
+      sample: sha256:0b5d3e1f2a8c4e6d7f9a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e1f3a5b7c9d1e
+    signer:
+      description: C(sha256:<hex>) of the public key (key mode) or the certificate's subject.
+      type: str
+      sample: sha256:5be6565a398f823dd5fa741d3476471ea1a6b392c7a658b01b245e5e6fefc2b7
 """
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._common import RegistryModule
+from ansible_collections.edgeml.fleet.plugins.module_utils._model_signing import (
+    SIGNING_ARGS, SIGNING_REQUIRED_BY)
 from ansible_collections.edgeml.fleet.plugins.module_utils._publish import run
 
 
@@ -142,8 +182,9 @@ def main():
             "shape": {"type": "str", "default": "artifact", "choices": ["artifact", "modelcar"]},
             "platforms": {"type": "list", "elements": "str", "default": ["linux/amd64"]},
             "annotations": {"type": "dict", "default": {}},
-        },
+        } | SIGNING_ARGS,
         endpoints=False,
+        required_by=SIGNING_REQUIRED_BY,
         supports_check_mode=True,
     )
     run(module)
