@@ -263,7 +263,7 @@ def check_layout(layout, omitted=(), hashed=()):
         except ValueError:
             raise BundleError(f"{path}: manifest {descriptor['digest']} is not JSON")
         name = (descriptor.get("annotations") or {}).get("org.opencontainers.image.ref.name")
-        if name:
+        if name and not re.search(r":sha256-[0-9a-f]{64}\Z", name):  # not a signatures' index
             images[name] = descriptor["digest"]
         label = f"manifest {descriptor['digest'][:19]}…"
         if "manifests" in doc:  # an image index: its platform manifests
