@@ -190,6 +190,7 @@ class RecordHashing:
         else:
             raise ValueError(f"unknown serialization {_said(args.get('method'))}")
         config.set_ignored_paths(paths=[VERSION_FILE] + self.ignored, ignore_git_paths=True)
+        config.set_allow_symlinks(links)  # hash() applies this one, not the serializer's
         return config.hash(self.version_dir)
 
 
@@ -273,7 +274,7 @@ def _run_library(config, hashing, bundle_path, model_path):
 def _content_reason(info, hashing, model_name, error):
     """content-mismatch or other-model, with up to SHOWN differing files."""
     if hashing.result is None:
-        return "content-mismatch", f"the files cannot be checked against it: {error}"
+        return "content-mismatch", f"the files cannot be checked against it: {str(error)[:300]}"
     have = {rd.identifier: rd.digest.digest_hex for rd in hashing.result.resource_descriptors()}
     want = info["resources"]
     problems = [f"{_said(n, 60)} differs" for n in sorted(set(have) & set(want))
