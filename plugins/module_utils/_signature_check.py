@@ -11,8 +11,8 @@ and pyOpenSSL; IMP_ERR says why they could not be imported.
 Every bundle is hostile until model_signing's own verifier (key or certificate mode, through its
 public ``verifying.Config``) accepts it. The model's files are not hashed again: the library is
 given a hashing configuration whose ``hash()`` returns a manifest built from the version
-record's digests, which the store verified when it staged the version (honouring the
-signature's ``ignore_paths``, and the git paths the library ignores by default). The library's
+record's digests, which the store verified when it staged the version, leaving out what the
+signature's ``ignore_paths`` lists (what the signer left out: git files by default). The library's
 own hashing of the version directory is used instead when the signature hashes otherwise than
 files + sha256, when the version has symlinks, or when asked (rehash).
 
@@ -64,7 +64,6 @@ MAX_BUNDLE = 1 << 20  # bigger bundles are ignored, as the store and the referre
 MAX_CERTS = 10
 RANK = ("revoked", "content-mismatch", "other-model", "bad-signature", "identity",
         "unknown-signer", "unreadable")
-GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")  # the library's default
 SHOWN = 3  # differing files named in a reason
 
 
@@ -162,7 +161,7 @@ class RecordHashing:
         return self.result
 
     def _record_manifest(self):
-        prefixes = [posixpath.normpath(p) for p in self.ignored + list(GIT_PATHS)]
+        prefixes = [posixpath.normpath(p) for p in self.ignored]
         items = []
         for rel, info in self.files.items():
             if not _ignored(rel, prefixes):
@@ -189,7 +188,7 @@ class RecordHashing:
                                            allow_symlinks=links)
         else:
             raise ValueError(f"unknown serialization {_said(args.get('method'))}")
-        config.set_ignored_paths(paths=[VERSION_FILE] + self.ignored, ignore_git_paths=True)
+        config.set_ignored_paths(paths=[VERSION_FILE] + self.ignored, ignore_git_paths=False)
         config.set_allow_symlinks(links)  # hash() applies this one, not the serializer's
         return config.hash(self.version_dir)
 

@@ -119,7 +119,7 @@ def sign_with_key(model_dir, keypair, out):
 
 
 def sign_with_certificate(model_dir, chain, leaf, out):
-    key, cert, _ = leaf
+    key, cert = leaf[0], leaf[1]
     model_signing.signing.Config().use_certificate_signer(
         private_key=key, signing_certificate=cert, certificate_chain=[chain.int_path]
     ).sign(model_dir, out)

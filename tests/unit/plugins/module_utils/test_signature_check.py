@@ -187,6 +187,32 @@ def test_ignore_paths_of_the_signature_are_honoured(world, tmp_path):
                      normalise(keys(world, "new")), vdir, rehash=rehash)["verified"]
 
 
+@pytest.mark.parametrize("ignore_git", [True, False])
+def test_git_files_follow_what_the_signer_did(world, tmp_path, ignore_git):
+    """Git files are left out only when the signature says they were (model_signing's default)."""
+    source = make_model(tmp_path / "fraud-detector", dict(FILES, **{".gitattributes": b"*.onnx lfs"}))
+    sig = tmp_path / "sig"
+    import model_signing
+    model_signing.signing.Config().use_elliptic_key_signer(
+        private_key=world["new"].private).set_hashing_config(
+        model_signing.hashing.Config().set_ignored_paths(paths=[], ignore_git_paths=ignore_git)
+    ).sign(source, sig)
+    assert (".gitattributes" in parse_bundle(sig.read_bytes())["resources"]) is not ignore_git
+    store, digest = stage(tmp_path / "store", "fraud-detector", source)
+    vdir = store.version_dir("fraud-detector", digest)
+    for rehash in (False, True):
+        assert check(store.read_record(vdir)["files"], "fraud-detector", [sig.read_bytes()],
+                     normalise(keys(world, "new")), vdir, rehash=rehash)["verified"]
+    # the default list names every git file, so one added after signing is left out too
+    if not ignore_git:
+        return
+    (source / ".gitignore").write_bytes(b"*")
+    store, digest = stage(tmp_path / "store2", "fraud-detector", source)
+    vdir = store.version_dir("fraud-detector", digest)
+    assert check(store.read_record(vdir)["files"], "fraud-detector", [sig.read_bytes()],
+                 normalise(keys(world, "new")), vdir)["verified"]
+
+
 def test_symlinks_fall_back_to_the_library(world, tmp_path):
     source = make_model(tmp_path / "fraud-detector", FILES)
     os.symlink("model.onnx", source / "alias.onnx")
@@ -232,11 +258,13 @@ def test_trust_defaults_and_normal_form(world):
     assert normalise(keys(world, "new"), policy="optional")["policy"] == "optional"
 
 
+PRIVATE = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"
+
+
 @pytest.mark.parametrize("trust, words", [
     ({"kyes": []}, "unknown field(s) kyes"),
     ({"keys": "abc"}, "keys must be a list"),
-    ({"keys": [{"name": "k", "public_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n"
-                                          "-----END PRIVATE KEY-----"}]}, "keys[0] (k)"),
+    ({"keys": [{"name": "k", "public_key": PRIVATE}]}, "keys[0] (k)"),
     ({"keys": [{"name": "../k", "public_key": "x"}]}, "keys[0]: name '../k'"),
     ({"certificates": [{"name": "ca", "chain": "nothing"}]}, "certificates[0] (ca): chain"),
     ({"certificates": [{"name": "ca", "chain": "x", "identities": "a"}]}, "certificates[0] (ca)"),
@@ -296,7 +324,7 @@ HOSTILE = settings(max_examples=60, deadline=None,
 @given(data=st.data())
 def test_byte_flips_never_verify(world, version, data):
     raw = bytearray(world["a_new"])
-    for _ in range(data.draw(st.integers(1, 4))):
+    for _flip in range(data.draw(st.integers(1, 4))):
         raw[data.draw(st.integers(0, len(raw) - 1))] ^= data.draw(st.integers(1, 255))
     result = run(version, [bytes(raw)], keys(world, "new"))
     if bytes(raw) != world["a_new"]:
