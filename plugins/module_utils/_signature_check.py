@@ -405,12 +405,13 @@ def check(files, model_name, bundles, trust, version_dir=None, rehash=False):
     considered = [data for data in bundles if isinstance(data, bytes) and len(data) <= MAX_BUNDLE]
     result = {"verified": False, "signed": bool(considered), "signer": None,
               "reason_code": "unsigned", "reason": "it has no signature", "signatures": []}
-    if not considered:
-        return result
     tmp = tempfile.mkdtemp(prefix="edgeml-signature-")  # mode 0700
     try:
+        trusted = Trusted(trust, tmp)  # a key or chain it cannot load is an error, signed or not
+        if not considered:
+            return result
         bundle_path = os.path.join(tmp, "bundle.json")
-        ctx = {"trusted": Trusted(trust, tmp), "model_name": model_name,
+        ctx = {"trusted": trusted, "model_name": model_name,
                "model_path": version_dir or os.path.join(tmp, "model"),
                "hashing": lambda info: RecordHashing(files, model_name, info["serialization"],
                                                      version_dir, rehash)}
