@@ -5,7 +5,8 @@ staged in a store with its signature as model_sync leaves it), warm page cache, 
 median of N:
   - model_signature (run as Ansible runs a module): the signature against the store's digests,
     and its check() alone in this process (without the interpreter's start and imports);
-  - sha256sum of the model file (the floor of any check that reads the bytes);
+  - sha256sum of the model file (the floor of any check that reads the bytes), and
+    `openssl dgst -sha256` (OpenSSL's SHA-256, which Python's hashlib and so model_signing use);
   - model_signature with rehash=true: model_signing hashes the version directory again;
   - `model_signing verify key` (the upstream command line) on the same directory.
 No lab needed.
@@ -72,6 +73,10 @@ def main():
                            str(vdir))
             assert result["verified"], result
 
+        def openssl():
+            subprocess.run(["openssl", "dgst", "-sha256", str(vdir / "model.onnx")], check=True,
+                           stdout=subprocess.DEVNULL)
+
         def ours_rehash():
             result = run_module("model_signature", dict(module_args, rehash=True), work)
             assert result["verified"], result
@@ -91,7 +96,7 @@ def main():
             assert proc.returncode == 0, proc.stdout + proc.stderr
 
         cases = [("model_signature (store digests)", ours), ("  its check() alone", in_process),
-                 ("sha256sum of the file", sha256sum),
+                 ("sha256sum of the file", sha256sum), ("openssl dgst -sha256 of the file", openssl),
                  ("model_signature rehash=true", ours_rehash),
                  ("model_signing verify key (CLI)", upstream)]
         times = {name: [] for name, _fn in cases}
