@@ -206,7 +206,8 @@ def run(module):
                       reason="not checked: the signature policy is off")
         module.exit_json(**result)
     if checker.IMP_ERR:
-        module.fail_json(msg=checker.MISSING, exception=checker.IMP_ERR, **result)
+        module.fail_json(msg=checker.MISSING, exception=checker.IMP_ERR,
+                         seconds=round(time.monotonic() - start, 3), **result)
     try:
         outcome = checker.check(record["files"], name, bundles, trust, version_dir,
                                 params["rehash"])
