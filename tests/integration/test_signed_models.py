@@ -91,11 +91,11 @@ def attacks(tmp_path_factory):
     cases = {}
 
     push(client, "unsigned", good, "unsigned")
-    cases["sig-unsigned"] = (f"{REPO}:unsigned", "unsigned")
+    cases["sig-unsigned"] = (f"{REPO}:unsigned", "has no signature")
 
     subject = push(client, "stranger", good, "stranger")
     push_signature(client, REPO, subject, sign_dir(model_dir(tmp / "s", "sig-stranger", good), stranger))
-    cases["sig-stranger"] = (f"{REPO}:stranger", "unknown")
+    cases["sig-stranger"] = (f"{REPO}:stranger", "not trusted")
 
     subject = push(client, "revoked", good, "revoked")
     push_signature(client, REPO, subject, sign_dir(model_dir(tmp / "r", "sig-revoked", good), retired))
@@ -104,14 +104,14 @@ def attacks(tmp_path_factory):
     # Signed by the release key, then a file changed and the image pushed again under the same
     # tag, with the release signature copied onto the new image.
     tampered(client, tmp / "t", "tampered", "sig-tampered", good, lab_key)
-    cases["sig-tampered"] = (f"{REPO}:tampered", "does not match")
+    cases["sig-tampered"] = (f"{REPO}:tampered", "differ from what was signed")
     tampered(client, tmp / "t2", "tampered-in-service", "fraud-detector", good, lab_key)
 
     # A valid release signature of another model (fraud-detector 1.0, signed under its own
     # name) attached to this image.
     of_other = sign_dir(model_dir(tmp / "o", "fraud-detector", other), lab_key)
     push_signature(client, REPO, push(client, "other", good, "other"), of_other)
-    cases["sig-other"] = (f"{REPO}:other", "another model")
+    cases["sig-other"] = (f"{REPO}:other", "it signs model 'fraud-detector'")
     return {"cases": cases, "retired_pub": retired_pub.read_text()}
 
 
@@ -184,6 +184,6 @@ def test_a_tampered_version_of_the_model_in_service_leaves_it_serving(playbook, 
     assert run.rc != 0
     entry = next(m for m in json.loads(report_path.read_text())["hosts"][0]["models"]
                  if m["name"] == "fraud-detector")
-    assert entry["state"] == "refused: signature" and "does not match" in entry["message"], entry
+    assert entry["state"] == "refused: signature" and "differ from what was signed" in entry["message"], entry
     assert served(HOST, "fraud-detector") == before
     assert entry["served"].endswith(before.rsplit("/", 1)[-1])
