@@ -91,7 +91,7 @@ def main():
                  "edgeml-model.json": Path(sample) / "edgeml-model.json",
                  "weights.bin": big_file(Path(work) / "weights.bin", args.mib << 20)}
         times = {"signed": [], "unchecked": []}
-        for _ in range(args.runs):
+        for _run in range(args.runs):
             times["signed"].append(deploy(publish(client, files, True), ""))
             times["unchecked"].append(deploy(publish(client, files, False), "off"))
     deploy("models/fraud-detector:1.0", "")  # leave the lab as the tests expect it

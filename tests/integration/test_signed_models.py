@@ -85,7 +85,7 @@ def attacks(tmp_path_factory):
     client = lab_client()
     good = sample("fraud-detector", "1.1")
     other = sample("fraud-detector", "1.0")
-    stranger, _ = new_key(tmp, "stranger")
+    stranger = new_key(tmp, "stranger")[0]
     retired, retired_pub = new_key(tmp, "retired")
     lab_key = STATE / "model-signing" / "signing_key.pem"
     cases = {}
