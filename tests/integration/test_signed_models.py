@@ -168,6 +168,10 @@ def test_every_bad_signature_is_refused_and_the_good_one_serves(playbook, attack
         assert entry["failed"] and entry["state"] == "refused: signature", entry
         assert why in entry["message"], entry
         assert served(HOST, name) == ""  # never activated
+        # ... and never parsed by ONNX Runtime: model_verify did not run on it.
+        assert not [n for n, r in run.results(HOST)
+                    if n.startswith("Verify it with ONNX Runtime") and n.endswith(f": {name}")
+                    and not r.get("skipped")]
         assert "rejected" in subprocess.run(
             ["docker", "exec", HOST, "ls", f"/var/lib/edgeml/models/{name}"],
             capture_output=True, text=True, check=False).stdout
