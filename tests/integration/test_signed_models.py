@@ -155,7 +155,8 @@ def test_every_bad_signature_is_refused_and_the_good_one_serves(playbook, attack
     models += [{"name": name, "ref": ref} for name, (ref, _why) in attacks["cases"].items()]
     extra = {"edgeml_models": models, "edgeml_model_trust": trust, "edgeml_canary": False,
              "edgeml_model_trust_revoked": [fingerprint(attacks["retired_pub"])],
-             "edgeml_report_path": str(tmp_path / "report.json")}
+             "edgeml_report_path": str(tmp_path / "report.json"),
+             "model_deploy_retry_rejected": True}  # checked again, whatever an earlier run saw
     (tmp_path / "extra.json").write_text(json.dumps(extra))
     run = playbook("playbooks/deploy_models.yml", "--limit", HOST, "-e", f"@{tmp_path / 'extra.json'}")
     report = json.loads((tmp_path / "report.json").read_text())
@@ -184,6 +185,7 @@ def test_a_tampered_version_of_the_model_in_service_leaves_it_serving(playbook, 
     report_path = tmp_path / "report.json"
     run = playbook("playbooks/deploy_models.yml", "--limit", HOST, "-e", "edgeml_canary=false",
                    "-e", f"edgeml_fraud_ref={REPO}:tampered-in-service",
+                   "-e", "model_deploy_retry_rejected=true",
                    "-e", f"edgeml_report_path={report_path}")
     assert run.rc != 0
     entry = next(m for m in json.loads(report_path.read_text())["hosts"][0]["models"]
