@@ -11,8 +11,9 @@ and pyOpenSSL; IMP_ERR says why they could not be imported.
 Every bundle is hostile until model_signing's own verifier (key or certificate mode, through its
 public ``verifying.Config``) accepts it. The model's files are not hashed again: the library is
 given a hashing configuration whose ``hash()`` returns a manifest built from the version
-record's digests, which the store verified when it staged the version, leaving out what the
-signature's ``ignore_paths`` lists (what the signer left out: git files by default). The library's
+record's digests, which the store verified when it staged the version. A version holding a file
+the signature's ``ignore_paths`` leaves out (git files by default) is refused: every file a
+version brings is served or read, so every one must be signed. The library's
 own hashing of the version directory is used instead when the signature hashes otherwise than
 files + sha256, when the version has symlinks, or when asked (rehash).
 
@@ -160,11 +161,16 @@ class RecordHashing:
         self.result = self._record_manifest() if self.own else self._library_manifest()
         return self.result
 
-    def _record_manifest(self):
+    def left_out(self):
+        """The version's files the signature's ignore_paths leave out (none of them is signed)."""
         prefixes = [posixpath.normpath(p) for p in self.ignored]
+        return sorted(rel for rel in self.files if _ignored(rel, prefixes))
+
+    def _record_manifest(self):
+        left_out = set(self.left_out())
         items = []
         for rel, info in self.files.items():
-            if not _ignored(rel, prefixes):
+            if rel not in left_out:
                 digest = Digest("sha256", bytes.fromhex(info["digest"].split(":", 1)[1]))
                 items.append(ms_manifest.FileManifestItem(path=pathlib.PurePosixPath(rel),
                                                           digest=digest))
@@ -292,6 +298,12 @@ def _judge(info, hashing, error, verified_sig, model_name):
     """None when the statement matches the files, else (code, reason)."""
     if not verified_sig:
         return None
+    left_out = hashing.left_out() if error is None else []
+    if left_out:  # whatever the version holds is served or read: all of it must be signed
+        shown = ", ".join(_said(n, 60) for n in left_out[:SHOWN]) + (
+            f" (and {len(left_out) - SHOWN} more)" if len(left_out) > SHOWN else "")
+        return "content-mismatch", (f"the version has files the signature leaves out (its "
+                                    f"ignore_paths), so they are not signed: {shown}")
     if error is None and not info["resources"]:
         return "content-mismatch", "the signature covers no files"
     if error is None:

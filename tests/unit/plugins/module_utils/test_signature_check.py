@@ -20,6 +20,12 @@ FILES = {"model.onnx": b"onnx weights " * 100, "edgeml-model.json": b'{"inputs":
          "tokenizer/vocab.txt": b"a\nb\n"}
 
 
+HOSTILE = settings(max_examples=60, deadline=None,
+                   suppress_health_check=[HealthCheck.function_scoped_fixture])
+HOSTILE_FS = settings(max_examples=15, deadline=None,
+                      suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Two keys, a chain with two leaves, model A signed every way, model B signed by key."""
@@ -172,45 +178,69 @@ def test_upstream_cli_verifies_what_the_api_signed_and_the_reverse(world, versio
     assert run(version, [world["a_cli"]], keys(world, "new"), rehash=True)["verified"]
 
 
-def test_ignore_paths_of_the_signature_are_honoured(world, tmp_path):
-    source = make_model(tmp_path / "fraud-detector", dict(FILES, **{"README.md": b"hi"}))
-    sig = tmp_path / "sig"
+def _sign_ignoring(world, source, sig, paths, ignore_git=True):
     import model_signing
     model_signing.signing.Config().use_elliptic_key_signer(
         private_key=world["new"].private).set_hashing_config(
-        model_signing.hashing.Config().set_ignored_paths(paths=["README.md"])).sign(source, sig)
-    (source / "README.md").write_text("changed after signing")
-    store, digest = stage(tmp_path / "store", "fraud-detector", source)
+        model_signing.hashing.Config().set_ignored_paths(paths=paths, ignore_git_paths=ignore_git)
+    ).sign(source, sig)
+    return sig.read_bytes()
+
+
+def _check_staged(world, tmp_path, source, bundle, rehash=False, where="store"):
+    store, digest = stage(tmp_path / where, "fraud-detector", source)
     vdir = store.version_dir("fraud-detector", digest)
+    return check(store.read_record(vdir)["files"], "fraud-detector", [bundle],
+                 normalise(keys(world, "new")), vdir, rehash=rehash)
+
+
+def test_a_file_the_signature_leaves_out_is_refused(world, tmp_path):
+    """ignore_paths (signed, by a trusted key) leave a file out: had the store staged it, it would
+    be served unsigned (README.md here, changed after signing), so the version is refused."""
+    source = make_model(tmp_path / "fraud-detector", dict(FILES, **{"README.md": b"hi"}))
+    bundle = _sign_ignoring(world, source, tmp_path / "sig", ["README.md"])
+    (source / "README.md").write_text("changed after signing")
     for rehash in (False, True):
-        assert check(store.read_record(vdir)["files"], "fraud-detector", [sig.read_bytes()],
-                     normalise(keys(world, "new")), vdir, rehash=rehash)["verified"]
+        result = _check_staged(world, tmp_path, source, bundle, rehash, f"store{rehash}")
+        assert (result["verified"], result["reason_code"]) == (False, "content-mismatch")
+        assert "'README.md'" in result["reason"] and "ignore_paths" in result["reason"]
+    # without the file the same signature verifies: ignore_paths alone are not refused
+    (source / "README.md").unlink()
+    assert _check_staged(world, tmp_path, source, bundle, where="store3")["verified"]
+
+
+@HOSTILE_FS
+@given(ignored=st.lists(st.sampled_from(["model.onnx", "tokenizer", "tokenizer/vocab.txt",
+                                         "./model.onnx", "tokenizer/", "edgeml-model.json",
+                                         "absent", "tok"]), min_size=1, max_size=3, unique=True))
+def test_ignore_paths_never_let_a_file_in_unsigned(world, tmp_path_factory, ignored):
+    """Whatever a trusted statement's ignore_paths name, a file of the version they cover is never
+    accepted unsigned; a version verifies only when the paths cover none of its files."""
+    tmp = tmp_path_factory.mktemp("ignored")
+    source = make_model(tmp / "fraud-detector", FILES)
+    bundle = _sign_ignoring(world, source, tmp / "sig", ignored, ignore_git=False)
+    covered = [rel for rel in FILES if any(rel == p.rstrip("/").removeprefix("./")
+                                           or rel.startswith(p.rstrip("/") + "/") for p in ignored)]
+    (source / (covered or ["model.onnx"])[0]).write_bytes(b"evil")  # what an attacker swaps in
+    result = _check_staged(world, tmp, source, bundle)
+    assert (result["verified"], result["reason_code"]) == (False, "content-mismatch")
+    assert ("ignore_paths" in result["reason"]) is bool(covered)
 
 
 @pytest.mark.parametrize("ignore_git", [True, False])
 def test_git_files_follow_what_the_signer_did(world, tmp_path, ignore_git):
-    """Git files are left out only when the signature says they were (model_signing's default)."""
+    """Git files are left out only when the signature says they were (model_signing's default),
+    and a version holding one the signature left out is refused."""
     source = make_model(tmp_path / "fraud-detector", dict(FILES, **{".gitattributes": b"*.onnx lfs"}))
-    sig = tmp_path / "sig"
-    import model_signing
-    model_signing.signing.Config().use_elliptic_key_signer(
-        private_key=world["new"].private).set_hashing_config(
-        model_signing.hashing.Config().set_ignored_paths(paths=[], ignore_git_paths=ignore_git)
-    ).sign(source, sig)
-    assert (".gitattributes" in parse_bundle(sig.read_bytes())["resources"]) is not ignore_git
-    store, digest = stage(tmp_path / "store", "fraud-detector", source)
-    vdir = store.version_dir("fraud-detector", digest)
+    bundle = _sign_ignoring(world, source, tmp_path / "sig", [], ignore_git)
+    assert (".gitattributes" in parse_bundle(bundle)["resources"]) is not ignore_git
     for rehash in (False, True):
-        assert check(store.read_record(vdir)["files"], "fraud-detector", [sig.read_bytes()],
-                     normalise(keys(world, "new")), vdir, rehash=rehash)["verified"]
-    # the default list names every git file, so one added after signing is left out too
-    if not ignore_git:
-        return
-    (source / ".gitignore").write_bytes(b"*")
-    store, digest = stage(tmp_path / "store2", "fraud-detector", source)
-    vdir = store.version_dir("fraud-detector", digest)
-    assert check(store.read_record(vdir)["files"], "fraud-detector", [sig.read_bytes()],
-                 normalise(keys(world, "new")), vdir)["verified"]
+        result = _check_staged(world, tmp_path, source, bundle, rehash, f"store{rehash}")
+        assert result["verified"] is not ignore_git
+        if ignore_git:
+            assert "'.gitattributes'" in result["reason"]
+    (source / ".gitattributes").unlink()
+    assert _check_staged(world, tmp_path, source, bundle, where="store3")["verified"] is ignore_git
 
 
 def test_symlinks_fall_back_to_the_library(world, tmp_path):
@@ -317,8 +347,6 @@ def _refused(result):
     return result
 
 
-HOSTILE = settings(max_examples=60, deadline=None,
-                   suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @HOSTILE
