@@ -260,8 +260,15 @@ def _identities(cert):
     return [str(n) for n in names]
 
 
+def _printable(text):
+    """text with what a terminal or a log would act on (newlines, escapes, bidi controls)
+    written as escapes: library errors quote file names, which came from the registry."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _outcome(code, reason, signer=None):
-    return {"verified": code is None, "signer": signer, "reason_code": code, "reason": reason}
+    return {"verified": code is None, "signer": signer, "reason_code": code,
+            "reason": _printable(reason)}
 
 
 def _run_library(config, hashing, bundle_path, model_path):

@@ -449,3 +449,27 @@ def test_the_record_is_what_is_trusted_not_the_directory_name(world, tmp_path):
     assert Path(vdir).name == digest[7:]
     assert check(store.read_record(vdir)["files"], "renamed", [world["a_new"]],
                  normalise(keys(world, "new")), vdir)["verified"]
+
+
+NAME = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\0"),
+               min_size=1, max_size=20).filter(lambda n: n not in (".", "..") and
+                                                 len(n.encode()) < 200)
+
+
+@HOSTILE_FS
+@given(name=NAME, link=st.booleans())
+def test_reasons_never_carry_control_characters(world, tmp_path_factory, name, link):
+    """File names come from the registry (layer titles, modelcar tar entries) and model_signing
+    quotes them in its errors: a reason (a module message, a log line, a rejection record) shows
+    newlines, terminal escapes and bidi controls as escapes."""
+    tmp = tmp_path_factory.mktemp("names")
+    source = make_model(tmp / "fraud-detector", FILES)
+    if link:  # the library hashes a version with links, and quotes the link's path
+        os.symlink("model.onnx", source / name)
+    else:
+        (source / name).write_bytes(b"unsigned")
+    for rehash in (False, True):
+        result = _check_staged(world, tmp, source, world["a_new"], rehash, f"store{rehash}")
+        assert not result["verified"]
+        for text in [result["reason"]] + [s["reason"] for s in result["signatures"]]:
+            assert text.isprintable(), text
