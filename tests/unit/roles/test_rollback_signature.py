@@ -82,3 +82,18 @@ def test_rollback_to_a_version_signed_by_a_revoked_key_is_refused(tmp_path, keys
     [entry] = json.loads((tmp_path / "report.json").read_text())
     assert entry["failed"] and entry["state"] == "refused (untrusted)", entry
     assert "revoked" in entry["message"] and entry["served"] == v2 and entry["digest"] == v1
+
+
+@pytest.mark.parametrize("trust, revoked", [
+    ({"key": "typo for keys"}, []),  # policy worked out as off: checks skipped without a word
+    ({"keys": [], "policy": False}, []),  # `policy: off` unquoted in YAML
+    ({"keys": [], "policy": "Off"}, []),
+    ("keys: [...]", []),
+    ({}, "sha256:" + "0" * 64),  # a string, not a list
+], ids=["misspelt-field", "unquoted-off", "capitalised", "a-string", "revoked-string"])
+def test_a_trust_that_would_turn_checks_off_silently_stops_the_run(tmp_path, keys, trust, revoked):
+    store, (_v1, v2) = _store(tmp_path, keys)
+    proc = _rollback(tmp_path, trust, revoked)
+    assert store.current("fraud-detector") == v2
+    assert proc.returncode != 0 and "edgeml_model_trust must be a dict" in proc.stdout, \
+        proc.stdout[-3000:]
