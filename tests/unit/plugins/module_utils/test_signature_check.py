@@ -473,3 +473,17 @@ def test_reasons_never_carry_control_characters(world, tmp_path_factory, name, l
         assert not result["verified"]
         for text in [result["reason"]] + [s["reason"] for s in result["signatures"]]:
             assert text.isprintable(), text
+
+
+def test_a_revoked_key_is_refused_inside_a_certificate_too(world, version):
+    """The key that leaked is revoked by its public key (PEM or fingerprint): a certificate for
+    that key, under a trusted chain, is refused too, and a second, valid signature is what
+    verifies."""
+    from cryptography.hazmat.primitives import serialization
+    leaf_key = world["leaf"][2].public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    for revoked in (leaf_key, _trust.fingerprint(leaf_key.encode())):
+        trust = {"certificates": [world["chain"].trust()], "revoked": [revoked]}
+        assert run(version, [world["a_cert"]], trust)["reason_code"] == "revoked"
+        result = run(version, [world["a_cert"], world["a_intern"]], trust)
+        assert result["verified"] and "intern@example.com" in result["signer"]
