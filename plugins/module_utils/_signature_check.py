@@ -373,8 +373,8 @@ def _check_certificate(info, data_path, ctx):
             certificate_chain=[entry["path"]]), hashing, data_path, ctx["model_path"])
         chained = good or isinstance(error, crypto_exceptions.InvalidSignature)
         if not chained:
-            why = "it does not chain to" if isinstance(error, openssl.X509StoreContextError) \
-                else "it cannot be used for signing under"
+            why = "does not chain to" if isinstance(error, openssl.X509StoreContextError) \
+                else "cannot be used for signing under"
             outcomes.append(_outcome("unknown-signer", f"its certificate {shown_leaf} {why} a "
                                      "trusted chain (edgeml_model_trust.certificates)"))
             continue
