@@ -66,7 +66,7 @@ def _rollback(tmp_path, trust, revoked):
     proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i",
                            "localhost,", str(tmp_path / "play.yml"), "-e",
                            f"@{tmp_path / 'vars.json'}"], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=300)
+                          env=env, cwd=tmp_path, timeout=300, check=False)
     return proc
 
 

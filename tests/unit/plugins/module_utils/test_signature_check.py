@@ -347,8 +347,6 @@ def _refused(result):
     return result
 
 
-
-
 @HOSTILE
 @given(data=st.data())
 def test_byte_flips_never_verify(world, version, data):
@@ -452,8 +450,8 @@ def test_the_record_is_what_is_trusted_not_the_directory_name(world, tmp_path):
 
 
 NAME = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\0"),
-               min_size=1, max_size=20).filter(lambda n: n not in (".", "..") and
-                                                 len(n.encode()) < 200)
+               min_size=1, max_size=20).filter(
+                   lambda n: n not in (".", "..") and len(n.encode()) < 200)
 
 
 @HOSTILE_FS
