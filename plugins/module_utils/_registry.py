@@ -242,6 +242,16 @@ class RegistryClient:
         return OCIError(f"{self.name}: {what}: HTTP {exc.code}{detail}", self.name, exc.code)
 
     # -- pull --------------------------------------------------------------------------------
+    def _read_small(self, resp):
+        """A manifest-sized answer read whole: up to MAX_MANIFEST_BYTES + 1 bytes (more means
+        too large, for the caller to refuse), the response closed either way."""
+        try:
+            return read_capped(resp, MAX_MANIFEST_BYTES)
+        except (OSError, HTTPException) as exc:
+            raise self._network_error(exc)
+        finally:
+            resp.close()
+
     def get_manifest(self, repo, reference):
         """-> (body bytes, media type, digest) of a manifest or index.
 
@@ -254,12 +264,7 @@ class RegistryClient:
         accept = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST))
         resp = self.request("GET", f"/v2/{repo}/manifests/{reference}", f"repository:{repo}:pull",
                             headers={"Accept": accept}, what=what)
-        try:
-            body = read_capped(resp, MAX_MANIFEST_BYTES)
-        except (OSError, HTTPException) as exc:
-            raise self._network_error(exc)
-        finally:
-            resp.close()
+        body = self._read_small(resp)
         media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
         digest = check_manifest(f"{self.name}: {what}", body, reference if by_digest else None)
         return body, media_type, digest
@@ -271,12 +276,7 @@ class RegistryClient:
         _checked_digest(digest, f"{self.name}: {what}")
         resp = self.request("GET", f"/v2/{repo}/referrers/{digest}", f"repository:{repo}:pull",
                             headers={"Accept": OCI_INDEX}, what=what)
-        try:
-            body = read_capped(resp, MAX_MANIFEST_BYTES)
-        except (OSError, HTTPException) as exc:
-            raise self._network_error(exc)
-        finally:
-            resp.close()
+        body = self._read_small(resp)
         if len(body) > MAX_MANIFEST_BYTES:
             raise OCIError(f"{self.name}: {what} is larger than {MAX_MANIFEST_BYTES} bytes; "
                            "refusing it", self.name)
