@@ -14,7 +14,9 @@ description:
   - A host is converged when all of these hold. Its stamp records the same desired-state
     fingerprint (lookup C(edgeml.fleet.converge_fingerprint)), and nothing drifted since. It
     serves the same set of models, each at the digest it is assigned (tags resolved on the
-    controller), and each healthy.
+    controller), and each healthy. A model a disconnected host is still C(awaiting offline
+    bundle) counts as converged while neither the digest assigned nor the one served changed:
+    no run can change it.
   - For a converged host it also returns the report a full run would have written (every model
     C(unchanged), with the probe's latencies and the recorded signer) and the runtime facts.
 positional: _input
@@ -74,6 +76,9 @@ _value:
 from ansible_collections.edgeml.fleet.plugins.filter.report_entry import as_bool, report_entry
 
 
+AWAITING = "awaiting offline bundle"
+
+
 def _wanted(model, digests):
     return model.get("digest") or (digests or {}).get(model.get("ref")) or ""
 
@@ -100,8 +105,12 @@ def converge_verdict(probe, fingerprint, models, digests=None, full_check=False)
         have = served.get(model.get("name")) or {}
         if not wanted:
             reasons.append(f"{model.get('name')}: {model.get('ref')} is not resolved on the controller")
-        elif have and have.get("current") != wanted:
-            reasons.append(f"{model.get('name')}: {wanted} is assigned, {have.get('current')} serves")
+        elif have and have.get("digest") != wanted:
+            reasons.append(f"{model.get('name')}: {wanted} is assigned, {have.get('digest')} was when converged")
+        if have.get("state") == AWAITING:  # as the full run reports it: nothing it could change
+            report.append(report_entry(model.get("name"), state=AWAITING, ref=model.get("ref", "-"), digest=wanted,
+                                       served=have.get("served") or "", message=have.get("message") or ""))
+            continue
         report.append(report_entry(
             model.get("name"), state="unchanged", ref=model.get("ref", "-"), digest=wanted,
             served=wanted, previous=wanted, source="store", health="ok",

@@ -35,6 +35,7 @@ from ansible_collections.edgeml.fleet.plugins.module_utils._v2client import Prob
 
 STAMP_VERSION = 1
 MAX_STAMP_BYTES = 1 << 20  # a stamp is a few KiB; golden cases are small
+AWAITING = "awaiting offline bundle"  # a disconnected host's model state: nothing a run can change
 PROBE_TIMEOUT = 10.0  # seconds: a converged host answers at once; a slow one gets the full walk
 
 
@@ -150,7 +151,11 @@ def stamp_body(params):
     models = []
     for model in params["models"]:
         check = checks.get(model["name"]) or {}
+        awaiting = model.get("state") == AWAITING
         models.append({"name": model["name"], "digest": model["digest"], "signer": model.get("signer"),
+                       # what serves: the digest, or for a host awaiting its bundle what served then
+                       "served": (model.get("served") or None) if awaiting else model["digest"],
+                       "state": AWAITING if awaiting else "served", "message": model.get("message") or "",
                        "golden": check.get("acceptance"), "latency_p50_ms": check.get("latency_p50_ms"),
                        "latency_p95_ms": check.get("latency_p95_ms")})
     return {
@@ -225,11 +230,12 @@ def probe(module, path):
     current = current_versions(stamp.get("store_dir") or "", names)
     token = _token((stamp.get("health") or {}).get("token_file"))
     for model in stamp.get("models") or []:
-        entry = {"current": current[model["name"]], "signer": model.get("signer")}
-        if entry["current"] != model["digest"]:
+        entry = {key: model.get(key) for key in ("digest", "served", "state", "message", "signer")}
+        entry["current"] = current[model["name"]]
+        if entry["current"] != model.get("served"):
             drift.append(f"model {model['name']} serves {entry['current']}, "
-                         f"{model['digest']} when converged")
-        elif not drift:  # a host that drifted gets the full walk: no need to time its models
+                         f"{model.get('served')} when converged")
+        elif model.get("state") == "served" and not drift:  # a host that drifted gets the full walk: no need to time its models
             entry.update(model_health(stamp, model, token))
             if not entry["healthy"]:
                 drift.append(f"model {model['name']}: {entry['problem']}")

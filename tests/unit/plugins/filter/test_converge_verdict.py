@@ -14,9 +14,9 @@ RUNTIME = {"arch": "x86_64", "onnxruntime": {"installed": True, "version": "1.32
 
 def probe(**changes):
     answer = {"stamp": True, "fingerprint": FP, "drift": [], "runtime": RUNTIME,
-              "models": {"fraud": {"current": A, "signer": "key release", "healthy": True,
+              "models": {"fraud": {"current": A, "digest": A, "served": A, "state": "served", "signer": "key release", "healthy": True,
                                    "p50_ms": 3.0, "p95_ms": 4.5},
-                         "cls": {"current": B, "signer": "key release", "healthy": True,
+                         "cls": {"current": B, "digest": B, "served": B, "state": "served", "signer": "key release", "healthy": True,
                                  "p50_ms": 7.0, "p95_ms": 9.0}}}
     answer.update(changes)
     return answer
@@ -45,7 +45,7 @@ def test_a_host_as_it_was_left_is_converged_and_reported_as_a_full_run_would():
     (probe(stamp=False, fingerprint=None, models={}, drift=["no converge stamp at /x"]), {}, "no converge stamp"),
     ({"skipped": True, "changed": False}, {}, "not probed"),
     ({"failed": True, "msg": "boom"}, {}, "not probed"),
-    (probe(), {"digests": {"models/fraud:1": B}}, "fraud: " + B + " is assigned, " + A + " serves"),
+    (probe(), {"digests": {"models/fraud:1": B}}, "fraud: " + B + " is assigned, " + A + " was when converged"),
     (probe(), {"digests": {}}, "models/fraud:1 is not resolved"),
     (probe(), {"models": MODELS[:1]}, "serves cls, fraud, assigned fraud"),
     (probe(), {"models": MODELS + [{"name": "new", "ref": "models/new@" + A, "digest": A}]}, "assigned cls, fraud, new"),
@@ -55,3 +55,16 @@ def test_anything_else_gets_the_full_walk_and_says_why(answer, kwargs, reason):
     assert not result["converged"]
     assert result["report"] == [] and result["runtime"] == {}
     assert any(reason in line for line in result["reasons"]), result["reasons"]
+
+
+def test_a_disconnected_host_awaiting_its_bundle_stays_converged_while_nothing_moves():
+    awaiting = {"current": None, "digest": A, "served": None, "state": "awaiting offline bundle",
+                "message": "edge-c1 has no registry endpoint; bring the model with the offline bundle"}
+    answer = probe(models={"fraud": awaiting, "cls": probe()["models"]["cls"]})
+    result = verdict(answer)
+    assert result["converged"]
+    assert result["report"][0] == {"name": "fraud", "ref": "models/fraud:1", "digest": A, "served": "",
+                                   "state": "awaiting offline bundle", "health": "-", "failed": False,
+                                   "message": awaiting["message"]}
+    moved = verdict(answer, digests={"models/fraud:1": B})  # the tag moved: the bundle to bring changed
+    assert not moved["converged"] and "was when converged" in moved["reasons"][0]

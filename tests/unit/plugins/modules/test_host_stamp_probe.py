@@ -47,8 +47,9 @@ def test_the_stamp_records_what_it_watches_and_no_secret(host):
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     data = json.loads(path.read_text())
     assert data["state"]["file " + str(host["etc"] / "token")] == "absent"
-    assert data["models"] == [{"name": "fraud", "digest": A, "signer": "key release", "golden": None,
-                               "latency_p50_ms": None, "latency_p95_ms": 50}]
+    assert data["models"] == [{"name": "fraud", "digest": A, "served": A, "state": "served", "message": "",
+                               "signer": "key release", "golden": None, "latency_p50_ms": None,
+                               "latency_p95_ms": 50}]
     assert stamp(host)["changed"] is False  # the same state: left as it is
     assert stamp(host, fingerprint="sha256:" + "0" * 64)["changed"] is True
 
@@ -105,3 +106,14 @@ def test_absent_removes_the_stamp(host):
     assert run_module("host_stamp", {"path": host["args"]["path"], "state": "absent"}, host["tmp"])["changed"]
     assert not (host["tmp"] / "converged.json").exists()
     assert probe(host)["stamp"] is False
+
+
+def test_a_model_awaiting_its_bundle_is_recorded_with_what_served_then(host):
+    os.unlink(host["store"] / "fraud" / "current")
+    stamp(host, models=[{"name": "fraud", "digest": A, "served": "", "state": "awaiting offline bundle",
+                         "message": "bring the model with the offline bundle"}])
+    answer = probe(host)
+    assert answer["models"]["fraud"]["state"] == "awaiting offline bundle"
+    assert drift(host) == []  # nothing serves, as when converged; no health check of nothing
+    os.symlink("versions/" + A[7:], host["store"] / "fraud" / "current")  # the bundle came
+    assert any(line.startswith("model fraud serves " + A) for line in drift(host))
