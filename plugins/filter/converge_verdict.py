@@ -15,8 +15,8 @@ description:
     fingerprint (lookup C(edgeml.fleet.converge_fingerprint)), and nothing drifted since. It
     serves the same set of models, each at the digest it is assigned (tags resolved on the
     controller), and each healthy. A model a disconnected host is still C(awaiting offline
-    bundle) counts as converged while neither the digest assigned nor the one served changed:
-    no run can change it.
+    bundle) counts as converged while neither the digest assigned nor the one served changed,
+    because no run can change it.
   - For a converged host it also returns the report a full run would have written (every model
     C(unchanged), with the probe's latencies and the recorded signer) and the runtime facts.
 positional: _input

@@ -72,7 +72,7 @@ options:
     default: /var/lib/edgeml/models
   models:
     description:
-      - The models served, each with C(name), C(digest) and maybe C(signer): the entries of
+      - The models served, each with C(name), C(digest) and maybe C(signer). The entries of
         C(model_deploy_report) fit.
     type: list
     elements: dict
