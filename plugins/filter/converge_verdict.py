@@ -35,7 +35,7 @@ options:
     elements: dict
     required: true
   digests:
-    description: Tags resolved to digests on the controller, C({ref: digest}).
+    description: "Tags resolved to digests on the controller, C({ref: digest})."
     type: dict
     default: {}
   full_check:
