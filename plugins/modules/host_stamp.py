@@ -158,8 +158,8 @@ def main():
         changed = os.path.lexists(path)
         if changed and not module.check_mode:
             os.unlink(path)
-        module.exit_json(changed=changed, fingerprint=None, diff={"before": {"fingerprint": before},
-                                                                   "after": {"fingerprint": None}})
+        module.exit_json(changed=changed, fingerprint=None,
+                         diff={"before": {"fingerprint": before}, "after": {"fingerprint": None}})
     for model in params["models"]:
         if not isinstance(model.get("name"), str) or not isinstance(model.get("digest"), str):
             module.fail_json(msg=f"models: each needs a name and a digest, got {model!r}")
