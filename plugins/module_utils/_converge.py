@@ -27,7 +27,6 @@ import pwd
 import stat
 import time
 
-from ansible_collections.edgeml.fleet.plugins.module_utils._digest import sha256_file
 from ansible_collections.edgeml.fleet.plugins.module_utils._golden import GoldenError
 from ansible_collections.edgeml.fleet.plugins.module_utils._health import probe as health_probe
 from ansible_collections.edgeml.fleet.plugins.module_utils._store import METADATA, Store, StoreError
@@ -36,18 +35,30 @@ from ansible_collections.edgeml.fleet.plugins.module_utils._v2client import Prob
 STAMP_VERSION = 1
 MAX_STAMP_BYTES = 1 << 20  # a stamp is a few KiB; golden cases are small
 AWAITING = "awaiting offline bundle"  # a disconnected host's model state: nothing a run can change
+MAX_WATCHED_BYTES = 16 << 20  # configuration, unit and key files are a few KiB
 PROBE_TIMEOUT = 10.0  # seconds: a converged host answers at once; a slow one gets the full walk
 
 
 def file_state(path):
-    """sha256 of a regular file, 'absent', or what else is there (a link is never followed)."""
+    """A regular file's sha256, mode and owner; 'absent', or what else is there.
+
+    Opened without following a link and without blocking on a FIFO, and hashed from that open
+    file: what was checked is what is hashed. The files watched are small; a huge one is drift.
+    """
     try:
-        info = os.lstat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return "absent"
-    if not stat.S_ISREG(info.st_mode):
+    except OSError:
         return "not a regular file"
-    return "sha256:" + sha256_file(path).hexdigest()
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return "not a regular file"
+        if info.st_size > MAX_WATCHED_BYTES:
+            return f"{info.st_size} bytes"
+        digest = hashlib.sha256(handle.read(MAX_WATCHED_BYTES + 1)).hexdigest()
+    return f"sha256:{digest} {stat.S_IMODE(info.st_mode):04o} {info.st_uid}:{info.st_gid}"
 
 
 def dir_state(path):

@@ -72,6 +72,10 @@ def test_a_host_as_it_was_left_shows_no_drift(host):
     (lambda h: (h["etc"] / "serve.yml").write_text("models: []\n"), "file {etc}/serve.yml"),
     (lambda h: (h["etc"] / "token").write_text("planted\n"), "file {etc}/token: absent when converged"),
     (lambda h: os.chmod(h["store"], 0o777), "directory {store}"),
+    (lambda h: os.chmod(h["etc"] / "serve.yml", 0o666), "file {etc}/serve.yml"),  # same bytes, anyone may write
+    (lambda h: (os.rename(h["etc"] / "serve.yml", h["etc"] / "real.yml"),
+                os.symlink(h["etc"] / "real.yml", h["etc"] / "serve.yml")), "file {etc}/serve.yml"),
+    (lambda h: (os.unlink(h["etc"] / "serve.yml"), os.mkfifo(h["etc"] / "serve.yml")), "file {etc}/serve.yml"),
     (lambda h: os.rename(h["venv"] / "lib" / "python3.11" / "site-packages" / "onnxruntime-1.32.0.dist-info",
                          h["venv"] / "lib" / "python3.11" / "site-packages" / "onnxruntime-1.20.0.dist-info"),
      "packages in {venv}"),
