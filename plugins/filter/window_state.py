@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: window_state
 short_description: Whether a list of maintenance windows is open now, and when it opens or closes
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Takes windows as the P(edgeml.fleet.sites#inventory) inventory gives them
     (C(edgeml_maintenance_windows), C(edgeml_download_windows)) - a list of
