@@ -150,7 +150,7 @@ def _clock(draw_minutes):
 def cases(draw):
     zone = draw(st.sampled_from(ZONES))
     windows = []
-    for _ in range(draw(st.integers(1, 3))):
+    for _window in range(draw(st.integers(1, 3))):
         days = draw(st.lists(st.sampled_from(DAYS), min_size=1, max_size=7, unique=True))
         # Quarter hours mostly (they hit the DST edges), any minute sometimes.
         minute = st.one_of(st.integers(0, 95).map(lambda q: q * 15), st.integers(0, 1439))
