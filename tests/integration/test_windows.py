@@ -57,7 +57,7 @@ def test_outside_the_apply_window_a_new_version_is_staged_not_served(deploy):
     assert (entry["state"], entry["failed"], state) == ("staged", False, "staged"), entry
     assert entry["message"].startswith("staged, waiting for window Sat 02:00-04:00 Europe/Berlin (opens 2026-11-28T01:00:00Z)")
     assert served(HOST) == before  # the old version keeps serving ...
-    assert entry["digest"].split(":")[1] in store(HOST, "fraud-detector/").stdout  # ... the new one is staged
+    assert entry["digest"].split(":")[1] in store(HOST, "fraud-detector/versions/").stdout  # ... the new one is staged
     assert entries["image-classifier"]["state"] == "unchanged"
     assert not [n for n, r in run.results(HOST) if n.startswith("Activate it") and not r.get("skipped")]
 
