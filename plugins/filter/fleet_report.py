@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from ansible_collections.edgeml.fleet.plugins.filter.report_entry import MODEL_KEYS, as_bool
 
+# Model states of a version a maintenance window holds back (not failures): staged and waiting
+# for the apply window, waiting for the download window (or a removal for the apply window).
+WAITING_STATES = ("staged", "would stage", "waiting")
+
 DOCUMENTATION = r"""
 name: fleet_report
 short_description: Build the JSON report of a fleet run
@@ -14,8 +18,11 @@ version_added: 0.1.0
 description:
   - Takes the host variables of the hosts a run targeted and returns one document - per host its
     site, connectivity, state and, per model, the digest wanted and served, the state
-    (deployed, unchanged, rolled back, failed verification, awaiting offline bundle, ...),
-    health and latency - plus totals. The summary playbook writes it as JSON for operators and
+    (deployed, unchanged, rolled back, failed verification, awaiting offline bundle, staged,
+    waiting, ...), health and latency - plus totals.
+  - A host whose new version a maintenance window holds back has state C(staged) (downloaded,
+    waiting for the apply window) or C(waiting) (waiting for the download window); it is not
+    failed and counts as ok. The summary playbook writes it as JSON for operators and
     automation controllers.
   - A host missing from O(alive) (it failed or was unreachable) has state C(FAILED).
   - A host at a disconnected site with a result report carried home from its offline bootstrap
@@ -60,6 +67,9 @@ def _host_state(hostvars, alive):
     if models:
         if all(m.get("state") == "awaiting offline bundle" for m in models):
             return "awaiting offline bundle"
+        for state in WAITING_STATES:  # a version held back by a maintenance window
+            if any(m.get("state") == state for m in models):
+                return state
         return "ok"
     report = hostvars.get("edge_host_report") or {}
     if not report:

@@ -15,6 +15,8 @@ description:
     the role P(edgeml.fleet.model_deploy#role)) has one row per model - model, digest, state,
     health, latency, who signed it; other hosts one row with their provisioning state.
   - A host missing from O(alive) (it failed or was unreachable) is shown as C(FAILED).
+  - After the totals, the message of every failed model, then of every model a maintenance window
+    holds back (C(staged, waiting for window Sat 02:00-04:00 Europe/Berlin ...)).
 options:
   _input:
     description: Host variables of every targeted host, for example
@@ -43,7 +45,7 @@ _value:
   elements: str
 """
 
-from ansible_collections.edgeml.fleet.plugins.filter.fleet_report import fleet_report
+from ansible_collections.edgeml.fleet.plugins.filter.fleet_report import WAITING_STATES, fleet_report
 
 COLUMNS = ("SITE", "HOST", "CONNECTIVITY", "MODEL", "DIGEST", "STATE", "HEALTH", "P50 ms", "P95 ms",
            "SIGNED BY")
@@ -82,6 +84,8 @@ def fleet_table(hostvars_list, alive):
     failures = [f"{h['host']}/{m['name']}: {m['message']}" for h in report["hosts"]
                 for m in h["models"] if m["failed"] and m.get("message")]
     lines.extend(failures)
+    lines.extend(f"{h['host']}/{m['name']}: {m['message']}" for h in report["hosts"]
+                 for m in h["models"] if m["state"] in WAITING_STATES and m.get("message"))
     return lines
 
 

@@ -92,8 +92,11 @@ options:
           - When changes may be made, as C(DAYS HH:MM-HH:MM [TIMEZONE]). DAYS is a day
             (V(Sat)), a range (V(Mon-Fri)), a list (V(Sat,Sun)) or V(daily). An end before the
             start runs past midnight. Without a timezone the site's O(sites[].timezone) applies.
-        type: list
-        elements: str
+          - A list is the apply windows (when a host may switch to a new version; it downloads at
+            any time). A mapping with keys C(download) and C(apply) (each a list) sets both; a missing key means
+            any time. Hosts get C(edgeml_maintenance_windows) (apply) and
+            C(edgeml_download_windows).
+        type: raw
       vars:
         description: Variables for every host of the site.
         type: dict
@@ -196,6 +199,7 @@ except ImportError:  # pragma: no cover - Python < 3.9 on the controller
 CONNECTIVITY = ("connected", "intermittent", "disconnected")
 ARCHES = ("x86_64", "aarch64")
 ACCELERATORS = ("none", "nvidia", "intel")
+WINDOW_KINDS = ("download", "apply")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 TOP_KEYS = ("plugin", "registry", "sites", "compose", "groups", "keyed_groups", "strict",
@@ -423,8 +427,7 @@ def _timezone(name, where, field):
     return name
 
 
-def _windows(value, site_tz, where):
-    field = "maintenance_windows"
+def _window_list(value, site_tz, where, field):
     if value is None:
         return []
     if not isinstance(value, list):
@@ -442,6 +445,16 @@ def _windows(value, site_tz, where):
             "timezone": _timezone(match["tz"], where, field) if match["tz"] else site_tz,
         })
     return windows
+
+
+def _windows(value, site_tz, where):
+    """(download windows, apply windows): a list is apply windows only; a missing key is any time."""
+    field = "maintenance_windows"
+    if not isinstance(value, dict):
+        return [], _window_list(value, site_tz, where, field)
+    _check_keys(value, WINDOW_KINDS, where, f"{field}.")
+    return tuple(_window_list(value.get(kind), site_tz, where, f"{field}.{kind}")
+                 for kind in WINDOW_KINDS)
 
 
 def _vars(value, where, field):
@@ -496,7 +509,8 @@ def _host(host, site, index, core, mirror, seen, where_site):
         "edgeml_arch": arch,
         "edgeml_accelerator": accelerator,
         "edgeml_labels": {str(k): v for k, v in labels.items()},
-        "edgeml_maintenance_windows": site["windows"],
+        "edgeml_download_windows": site["windows"][0],
+        "edgeml_maintenance_windows": site["windows"][1],
         "edgeml_registry_endpoints": endpoints,
     })
     return {"name": name, "arch": arch, "accelerator": accelerator, "hostvars": hostvars}

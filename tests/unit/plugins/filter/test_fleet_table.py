@@ -82,3 +82,24 @@ def test_a_host_deployed_in_this_run_speaks_for_itself():
     c1 = fleet_report([live], ["c1"])["hosts"][0]
     assert c1["state"] == "ok" and c1["reported_at"] is None
     assert c1["models"][0]["state"] == "unchanged"
+
+
+def test_versions_held_by_a_window_are_not_failures():
+    held = "staged, waiting for window Sat 02:00-04:00 Europe/Berlin (opens 2026-11-28T01:00:00Z)"
+    hosts = [
+        {"inventory_hostname": "b1", "edgeml_site": "site-b", "edgeml_connectivity": "intermittent",
+         "model_deploy_report": [model("fraud", "staged", message=held), model("cnn", "unchanged")]},
+        {"inventory_hostname": "b2", "edgeml_site": "site-b", "edgeml_connectivity": "intermittent",
+         "model_deploy_report": [model("fraud", "waiting", message="waiting for download window daily 00:00-06:00 UTC"),
+                                 model("cnn", "unchanged")]},
+        {"inventory_hostname": "b3", "edgeml_site": "site-b", "edgeml_connectivity": "intermittent",
+         "model_deploy_report": [model("fraud", "deployed", message="outside window Sat 02:00-04:00 UTC, override: CVE")]},
+    ]
+    report = fleet_report(hosts, ["b1", "b2", "b3"])
+    assert [h["state"] for h in report["hosts"]] == ["staged", "waiting", "ok"]
+    assert report["totals"]["failed"] == 0 and report["totals"]["ok"] == 3
+    assert report["totals"]["model_states"] == {"staged": 1, "waiting": 1, "unchanged": 2, "deployed": 1}
+    lines = fleet_table(hosts, ["b1", "b2", "b3"])
+    assert lines[1].split()[3:6] == ["fraud", "abababababab", "staged"]
+    assert lines[6].startswith("3 hosts in 1 sites, 3 ok, 0 failed")
+    assert lines[7:] == [f"b1/fraud: {held}", "b2/fraud: waiting for download window daily 00:00-06:00 UTC"]

@@ -103,6 +103,30 @@ def test_maintenance_windows(tmp_path):
         {"days": ["sat"], "start": "02:00", "end": "04:00", "timezone": "Europe/Berlin"},
         {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "23:00", "end": "01:00",
          "timezone": "UTC"}]
+    # A list is apply windows only: downloads at any time.
+    assert hostvars(inventory, "w1")["edgeml_download_windows"] == []
+    assert hostvars(inventory, "p1")["edgeml_maintenance_windows"] == []
+    assert hostvars(inventory, "p1")["edgeml_download_windows"] == []
+
+
+@pytest.mark.parametrize("windows, download, apply", [
+    ({"download": ["daily 00:00-06:00"], "apply": ["Sat-Mon 02:00-04:00 America/New_York"]},
+     [{"days": list(("mon", "tue", "wed", "thu", "fri", "sat", "sun")), "start": "00:00",
+       "end": "06:00", "timezone": "Europe/Berlin"}],
+     [{"days": ["sat", "sun", "mon"], "start": "02:00", "end": "04:00",
+       "timezone": "America/New_York"}]),
+    ({"apply": ["Sat 02:00-04:00"]}, [],
+     [{"days": ["sat"], "start": "02:00", "end": "04:00", "timezone": "Europe/Berlin"}]),
+    ({"download": ["Sun 01:00-02:00"]},
+     [{"days": ["sun"], "start": "01:00", "end": "02:00", "timezone": "Europe/Berlin"}], []),
+    ({}, [], []),
+])
+def test_download_and_apply_windows(tmp_path, windows, download, apply):
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    data["sites"][1]["maintenance_windows"] = windows
+    got = hostvars(parse(tmp_path, data), "w1")
+    assert got["edgeml_download_windows"] == download
+    assert got["edgeml_maintenance_windows"] == apply
 
 
 def test_constructed_keyed_groups_and_compose(tmp_path):
@@ -188,6 +212,12 @@ BAD = [
      ["'sun-fry' is not a day"]),
     ("window bad hour", _file(_site(maintenance_windows=["Sat 25:00-26:00"])),
      ["25:00 is not a time of day"]),
+    ("windows unknown kind", _file(_site(maintenance_windows={"downlaod": ["Sat 02:00-04:00"]})),
+     ["field 'maintenance_windows.downlaod'", "did you mean 'download'", "allowed: download, apply"]),
+    ("apply windows not a list", _file(_site(maintenance_windows={"apply": "Sat 02:00-04:00"})),
+     ["field 'maintenance_windows.apply'", "expected a list"]),
+    ("download window malformed", _file(_site(maintenance_windows={"download": ["Sat 2-4"]})),
+     ["field 'maintenance_windows.download'", "'Sat 2-4' is not a window"]),
     ("window bad timezone", _file(_site(maintenance_windows=["Sat 02:00-04:00 Mars/Olympus"])),
      ["'Mars/Olympus' is not a known timezone"]),
     ("site bad timezone", _file(_site(timezone="CEST+1")), ["field 'timezone'"]),
