@@ -190,11 +190,14 @@ def new_stamp(body):
 def _token(path):
     if not path:
         return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read(4096).strip() or None
+    try:  # like a watched file: no link followed, no blocking on a FIFO (it would hang the probe)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        return handle.read(4096).decode("utf-8", "replace").strip() or None
 
 
 def model_health(stamp, model, token):
