@@ -120,14 +120,21 @@ def watched(spec):
 
 
 def current_versions(store_dir, names):
-    """{model: current digest or None}; a store that planted links answers None for that model."""
+    """{model: current digest or None}; a store that planted links answers None for that model.
+
+    As the full walk's sync sees it: the link names versions/<hex> and that version is intact
+    (every file of its record there, at its size). Otherwise the digest is marked not intact.
+    """
     store = Store(store_dir)
     found = {}
     for name in names:
         try:
-            found[name] = store.current(name)
-        except StoreError:
-            found[name] = None
+            digest = store.current(name)
+            intact = digest is not None and store.version_intact(name, digest) and os.readlink(
+                os.path.join(store.model_dir(name), "current")) == os.path.join("versions", digest[len("sha256:"):])
+        except (StoreError, OSError, ValueError):
+            digest, intact = None, False
+        found[name] = digest if intact or digest is None else f"{digest} (not intact)"
     return found
 
 
