@@ -83,6 +83,13 @@ def _wanted(model, digests):
     return model.get("digest") or (digests or {}).get(model.get("ref")) or ""
 
 
+def _vouched(have, wanted):
+    """The probe saw this model as the stamp left it: serving the digest and healthy, or awaiting."""
+    if have.get("state") == AWAITING:
+        return have.get("current") == have.get("served")
+    return have.get("state") == "served" and have.get("current") == wanted and have.get("healthy") is True
+
+
 def converge_verdict(probe, fingerprint, models, digests=None, full_check=False):
     probe = probe or {}
     reasons = []
@@ -90,7 +97,10 @@ def converge_verdict(probe, fingerprint, models, digests=None, full_check=False)
         reasons.append("edgeml_full_check is set: every host gets the full walk")
     if probe.get("skipped") or "drift" not in probe:
         reasons.append("the host was not probed")
-    elif probe.get("stamp") and probe.get("fingerprint") != fingerprint:
+    elif not probe.get("stamp"):
+        if not probe.get("drift"):  # host_probe says why; the verdict does not lean on it
+            reasons.append("the host has no converge stamp")
+    elif probe.get("fingerprint") != fingerprint:
         reasons.append("the desired state changed since the last full run "
                        "(models, variables, trust or the collection's code)")
     reasons.extend(probe.get("drift") or [])
@@ -99,7 +109,7 @@ def converge_verdict(probe, fingerprint, models, digests=None, full_check=False)
     if probe.get("stamp") and sorted(served) != sorted(names):
         reasons.append(f"serves {', '.join(sorted(served)) or 'no model'}, assigned "
                        f"{', '.join(sorted(names)) or 'none'}")
-    report = []
+    report, unchecked = [], []
     for model in models:
         wanted = _wanted(model, digests)
         have = served.get(model.get("name")) or {}
@@ -107,6 +117,8 @@ def converge_verdict(probe, fingerprint, models, digests=None, full_check=False)
             reasons.append(f"{model.get('name')}: {model.get('ref')} is not resolved on the controller")
         elif have and have.get("digest") != wanted:
             reasons.append(f"{model.get('name')}: {wanted} is assigned, {have.get('digest')} was when converged")
+        elif have and not _vouched(have, wanted):
+            unchecked.append(f"{model.get('name')}: the probe did not find it serving {wanted} and healthy")
         if have.get("state") == AWAITING:  # as the full run reports it: nothing it could change
             report.append(report_entry(model.get("name"), state=AWAITING, ref=model.get("ref", "-"), digest=wanted,
                                        served=have.get("served") or "", message=have.get("message") or ""))
@@ -115,6 +127,8 @@ def converge_verdict(probe, fingerprint, models, digests=None, full_check=False)
             model.get("name"), state="unchanged", ref=model.get("ref", "-"), digest=wanted,
             served=wanted, previous=wanted, source="store", health="ok",
             p50_ms=have.get("p50_ms"), p95_ms=have.get("p95_ms"), signer=have.get("signer") or "not checked"))
+    if not reasons:  # the probe skips the health check once a host drifted: only then is this news
+        reasons.extend(unchecked)
     if reasons:
         return {"converged": False, "reasons": reasons, "report": [], "runtime": {}}
     return {"converged": True, "reasons": [], "report": report, "runtime": probe.get("runtime") or {}}

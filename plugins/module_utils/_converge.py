@@ -120,14 +120,21 @@ def watched(spec):
 
 
 def current_versions(store_dir, names):
-    """{model: current digest or None}; a store that planted links answers None for that model."""
+    """{model: current digest or None}; a store that planted links answers None for that model.
+
+    As the full walk's sync sees it: the link names versions/<hex> and that version is intact
+    (every file of its record there, at its size). Otherwise the digest is marked not intact.
+    """
     store = Store(store_dir)
     found = {}
     for name in names:
         try:
-            found[name] = store.current(name)
-        except StoreError:
-            found[name] = None
+            digest = store.current(name)
+            intact = digest is not None and store.version_intact(name, digest) and os.readlink(
+                os.path.join(store.model_dir(name), "current")) == os.path.join("versions", digest[len("sha256:"):])
+        except (StoreError, OSError, ValueError):
+            digest, intact = None, False
+        found[name] = digest if intact or digest is None else f"{digest} (not intact)"
     return found
 
 
@@ -190,11 +197,14 @@ def new_stamp(body):
 def _token(path):
     if not path:
         return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read(4096).strip() or None
+    try:  # like a watched file: no link followed, no blocking on a FIFO (it would hang the probe)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        return handle.read(4096).decode("utf-8", "replace").strip() or None
 
 
 def model_health(stamp, model, token):

@@ -1,6 +1,7 @@
 """host_stamp and host_probe run as Ansible runs them (separate processes) on a faked host tree:
 what the stamp records, what the probe reads back as drift, and stamps nobody may trust."""
 
+import hashlib
 import json
 import os
 
@@ -18,6 +19,10 @@ def host(tmp_path):
                  store / "fraud" / "versions" / A[7:]):
         path.mkdir(parents=True)
     (etc / "serve.yml").write_text("models: [fraud]\n")
+    version = store / "fraud" / "versions" / A[7:]
+    (version / "model.onnx").write_bytes(b"onnx")
+    (version / ".edgeml-version.json").write_text(json.dumps(
+        {"files": {"model.onnx": {"size": 4, "digest": "sha256:" + hashlib.sha256(b"onnx").hexdigest()}}}))
     os.symlink("versions/" + A[7:], store / "fraud" / "current")
     args = {"path": str(tmp_path / "converged.json"), "fingerprint": "sha256:" + "f0" * 32,
             "files": [str(etc / "serve.yml"), str(etc / "token")], "dirs": [str(store)],
@@ -79,6 +84,15 @@ def test_a_host_as_it_was_left_shows_no_drift(host):
     (lambda h: os.rename(h["venv"] / "lib" / "python3.11" / "site-packages" / "onnxruntime-1.32.0.dist-info",
                          h["venv"] / "lib" / "python3.11" / "site-packages" / "onnxruntime-1.20.0.dist-info"),
      "packages in {venv}"),
+    # the version current names is no longer whole, or the link leads out of the store
+    (lambda h: os.unlink(h["store"] / "fraud" / "versions" / A[7:] / "model.onnx"),
+     "model fraud serves " + A + " (not intact)"),
+    (lambda h: (h["store"] / "fraud" / "versions" / A[7:] / "model.onnx").write_bytes(b"on"),
+     "model fraud serves " + A + " (not intact)"),
+    (lambda h: (os.rename(h["store"] / "fraud" / "versions", h["tmp"] / "elsewhere"),
+                os.unlink(h["store"] / "fraud" / "current"),
+                os.symlink(h["tmp"] / "elsewhere" / A[7:], h["store"] / "fraud" / "current")),
+     "model fraud serves " + A + " (not intact)"),
     (lambda h: (os.unlink(h["store"] / "fraud" / "current"),
                 os.symlink("versions/" + "bb" * 32, h["store"] / "fraud" / "current")), "model fraud serves sha256:bb"),
 ])
