@@ -98,9 +98,9 @@ options:
         description:
           - The site's link to the core registry, for hosts that pull over it.
           - O(sites[].link.bandwidth) becomes C(edgeml_bandwidth_limit) (bytes per second),
-            the default of P(edgeml.fleet.model_sync#module)'s C(max_bytes_per_second): the cap
+            the default of P(edgeml.fleet.model_sync#module)'s C(max_bytes_per_second); the cap
             is per host transfer, not for the site as a whole.
-          - O(sites[].link.max_parallel_pulls) becomes C(edgeml_max_parallel_pulls): at most
+          - O(sites[].link.max_parallel_pulls) becomes C(edgeml_max_parallel_pulls); at most
             this many hosts of the site download from core at once, so the link carries at
             most max_parallel_pulls x bandwidth from this collection. It applies only while
             the site has no O(sites[].mirror) (hosts that pull from a site mirror are not

@@ -36,15 +36,13 @@ class RateLimiter:
     def take(self, count):
         with self._lock:
             now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._tokens = min(self.burst, self._tokens + max(0.0, now - self._last) * self.rate)
             self._last = now
             self._tokens -= count
-            while self._tokens < 0:  # the debt is paid by the time slept, as the clock saw it
-                self._sleep(-self._tokens / self.rate)
-                now = self._clock()
-                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-                self._last = now
-
+            if self._tokens < 0:  # sleep off the debt; a sleep that overruns refills the next take
+                wait = -self._tokens / self.rate
+                self._sleep(wait)
+                self._tokens, self._last = 0.0, now + wait
 
 def limiter(bytes_per_second):
     """A RateLimiter for a cap of bytes_per_second, None for 0 (no cap)."""
