@@ -29,17 +29,17 @@ def throttled_image(registry, sample_models, tmp_path_factory):
     return result["digest"]
 
 
-def run_sync(registry, tmp_path, digest, kind):
+def run_sync(registry, tmp_path, digest, kind, cap=CAP, ref="models/link-fraud:1"):
     """site.yml-like: one play, one model_sync task per host, hostvars as the sites inventory sets."""
     endpoint = {"url": registry.url, "kind": kind, "ca_file": registry.ca}
     inventory = {"all": {"hosts": {h: {"store": str(tmp_path / h)} for h in HOSTS}, "vars": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
         "edgeml_site": f"link-test-{kind}", "edgeml_registry_endpoints": [endpoint],
         "edgeml_registry_username": USER, "edgeml_registry_password": registry.password,
-        "edgeml_bandwidth_limit": CAP, "edgeml_max_parallel_pulls": 2}}}
+        "edgeml_bandwidth_limit": cap, "edgeml_max_parallel_pulls": 2}}}
     play = [{"name": "Pull", "hosts": "all", "gather_facts": False, "tasks": [{
         "name": "Sync", "edgeml.fleet.model_sync": {
-            "name": "link-fraud", "ref": "models/link-fraud:1", "digest": digest,
+            "name": "link-fraud", "ref": ref, "digest": digest,
             "store_dir": "{{ store }}", "signatures": False}}]}]
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
