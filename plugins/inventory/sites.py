@@ -97,6 +97,28 @@ options:
             any time. Hosts get C(edgeml_maintenance_windows) (apply) and
             C(edgeml_download_windows).
         type: raw
+      link:
+        description:
+          - The site's link to the core registry, for hosts that pull over it.
+          - O(sites[].link.bandwidth) becomes C(edgeml_bandwidth_limit) (bytes per second),
+            the default of P(edgeml.fleet.model_sync#module)'s C(max_bytes_per_second); the cap
+            is per host transfer, not for the site as a whole.
+          - O(sites[].link.max_parallel_pulls) becomes C(edgeml_max_parallel_pulls); at most
+            this many hosts of the site download from core at once, so the link carries at
+            most max_parallel_pulls x bandwidth from this collection. It applies only while
+            the site has no O(sites[].mirror) (hosts that pull from a site mirror are not
+            limited).
+        type: dict
+        suboptions:
+          bandwidth:
+            description:
+              - Cap per host transfer, bytes per second as an integer, or a string with a unit
+                such as V(512KiB/s), V(2MB/s) or V(20Mbit/s) (B, KB, MB, GB, KiB, MiB, GiB,
+                bit, kbit, Mbit, Gbit; C(/s) optional).
+            type: raw
+          max_parallel_pulls:
+            description: How many hosts of the site may pull from core at once (1 or more).
+            type: int
       vars:
         description: Variables for every host of the site.
         type: dict
@@ -160,6 +182,7 @@ sites:
       url: https://mirror.windfarm-north.example.com:5000
     timezone: Europe/Berlin
     maintenance_windows: ["Sat 02:00-04:00"]
+    link: {bandwidth: 20Mbit/s}
     hosts:
       - name: wf-turbine-07
         address: 10.20.0.7
@@ -206,13 +229,19 @@ TOP_KEYS = ("plugin", "registry", "sites", "compose", "groups", "keyed_groups", 
             "leading_separator", "use_extra_vars", "use_vars_plugins", "cache", "cache_plugin",
             "cache_timeout", "cache_connection", "cache_prefix")
 ENDPOINT_KEYS = ("url", "ca_file", "username", "password")
-SITE_KEYS = ("name", "connectivity", "mirror", "timezone", "maintenance_windows", "vars", "hosts")
+SITE_KEYS = ("name", "connectivity", "mirror", "timezone", "maintenance_windows", "link", "vars",
+             "hosts")
+LINK_KEYS = ("bandwidth", "max_parallel_pulls")
+RATE_UNITS = {"b": 1, "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3,
+              "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30,
+              "bit": 1 / 8, "kbit": 1000 / 8, "mbit": 1000 ** 2 / 8, "gbit": 1000 ** 3 / 8}
 HOST_KEYS = ("name", "address", "port", "user", "connection", "arch", "accelerator", "labels",
              "vars")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONNECTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+RATE_RE = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[A-Za-z]+)?\s*(?:/\s*s)?\s*$")
 WINDOW_RE = re.compile(
     r"^(?P<days>\S+)\s+(?P<start>\d{1,2}:\d{2})-(?P<end>\d{1,2}:\d{2})(?:\s+(?P<tz>\S+))?$")
 
@@ -455,6 +484,43 @@ def _windows(value, site_tz, where):
     _check_keys(value, WINDOW_KINDS, where, f"{field}.")
     return tuple(_window_list(value.get(kind), site_tz, where, f"{field}.{kind}")
                  for kind in WINDOW_KINDS)
+def bandwidth(value, where, field="link.bandwidth"):
+    """Bytes per second from an int or a string like '20Mbit/s', '512KiB/s', '2MB/s'."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        rate = value
+    else:
+        match = RATE_RE.match(value) if isinstance(value, str) else None
+        unit = (match["unit"] or "B") if match else ""
+        if unit.endswith("b") and not unit.lower().endswith("bit"):  # 'Mb': megabits or bytes?
+            raise where.error(field, f"{value!r}: '{unit}' is ambiguous; write {unit[:-1]}bit/s "
+                                     f"for bits or {unit[:-1]}B/s for bytes per second")
+        unit = unit.lower()
+        if not match or unit not in RATE_UNITS:
+            raise where.error(field, f"{value!r} is not a bandwidth; write bytes per second as an "
+                                     "integer, or a number with a unit such as 512KiB/s, 2MB/s or "
+                                     "20Mbit/s (units: B, KB, MB, GB, KiB, MiB, GiB, bit, kbit, "
+                                     "Mbit, Gbit)")
+        rate = int(float(match["number"]) * RATE_UNITS[unit])
+    if rate < 1:
+        raise where.error(field, f"{value!r} is less than 1 byte per second; remove "
+                                 "link.bandwidth for no cap")
+    return rate
+
+
+def _link(value, where):
+    """The hostvars of a site's link: edgeml_bandwidth_limit, edgeml_max_parallel_pulls."""
+    value = _mapping(value, where, "link")
+    _check_keys(value, LINK_KEYS, where, "link.")
+    hostvars = {}
+    if value.get("bandwidth") is not None:
+        hostvars["edgeml_bandwidth_limit"] = bandwidth(value["bandwidth"], where)
+    pulls = value.get("max_parallel_pulls")
+    if pulls is not None:
+        if isinstance(pulls, bool) or not isinstance(pulls, int) or pulls < 1:
+            raise where.error("link.max_parallel_pulls", f"expected a whole number of hosts, 1 or "
+                                                         f"more, got {pulls!r}")
+        hostvars["edgeml_max_parallel_pulls"] = pulls
+    return hostvars
 
 
 def _vars(value, where, field):
@@ -481,7 +547,8 @@ def _host(host, site, index, core, mirror, seen, where_site):
     if not isinstance(address, str) or not address.strip() or " " in address.strip():
         raise where.error("address", f"every host needs an address (hostname or IP) to connect "
                                      f"to, got {address!r}")
-    hostvars = dict(site["vars"])
+    hostvars = dict(site["link"])
+    hostvars.update(site["vars"])
     hostvars.update(_vars(host.get("vars"), where, "vars"))
     hostvars["ansible_host"] = address.strip()
     port = host.get("port")
@@ -545,6 +612,7 @@ def build_estate(data, path):
         site_tz = _timezone(raw.get("timezone", "UTC"), where, "timezone")
         site = {"name": name, "connectivity": connectivity,
                 "vars": _vars(raw.get("vars"), where, "vars"),
+                "link": _link(raw.get("link"), where),
                 "windows": _windows(raw.get("maintenance_windows"), site_tz, where)}
         hosts = raw.get("hosts")
         if not isinstance(hosts, list) or not hosts:

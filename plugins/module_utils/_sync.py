@@ -28,6 +28,7 @@ from ansible_collections.edgeml.fleet.plugins.module_utils._registry import make
 from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
     INDEX_TYPES, TITLE, OCIError, choose_platform, parse_manifest, parse_ref)
+from ansible_collections.edgeml.fleet.plugins.module_utils._throttle import limiter
 from ansible_collections.edgeml.fleet.plugins.module_utils._transfer import download_blob
 from ansible_collections.edgeml.fleet.plugins.module_utils._store import (
     MAX_SIGNATURE_BYTES, MAX_SIGNATURES, Store, StoreError, check_model_name, reason_text)
@@ -65,9 +66,12 @@ def resolve(clients, repo, reference, pinned):
     raise OCIError(f"no registry endpoint could serve {wanted}: " + "; ".join(errors))
 
 
-def fetch_layers(store, clients, first, repo, layers, retries):
-    """Download the blobs the store lacks, from the serving endpoint first, then the others."""
+def fetch_layers(store, clients, first, repo, layers, retries, limiter=None):
+    """Download the blobs the store lacks, from the serving endpoint first, then the others.
+
+    limiter (a RateLimiter) paces every chunk read, so the blobs together keep its cap."""
     order = [first] + [c for c in clients if c is not first]
+    progress = limiter.take if limiter else None
     fetched = 0
     for layer in layers:
         if store.has_blob(layer["digest"]):
@@ -77,7 +81,7 @@ def fetch_layers(store, clients, first, repo, layers, retries):
             try:
                 fetched += download_blob(client, repo, layer["digest"],
                                          store.blob_path(layer["digest"]), layer.get("size"),
-                                         retries)
+                                         retries, progress)
                 break
             except OCIError as exc:
                 errors.append(exc.msg)
@@ -229,8 +233,13 @@ def sync(module, store, result):
                 raise StoreError(f"not enough disk at {store.root} for model '{name}': "
                                  f"{wanted} bytes needed, {free} free. "
                                  "The active version is untouched.")
+            began, result["download_started"] = time.monotonic(), time.time()
             result["bytes_downloaded"] = fetch_layers(store, clients, client, repo, layers,
-                                                      params["retries"])
+                                                      params["retries"],
+                                                      limiter(params["max_bytes_per_second"]))
+            took = time.monotonic() - began
+            result["download_ended"] = time.time()
+            result["bytes_per_second"] = int(result["bytes_downloaded"] / took) if took > 0 else 0
             store.mark_verified([layer["digest"] for layer in missing])
             record = {"name": name, "ref": params["ref"], "digest": digest, "shape": shape,
                       "source": source, "blobs": [layer["digest"] for layer in layers]}
@@ -310,6 +319,10 @@ def run(module):
     result = {"changed": False, "bytes_downloaded": 0, "bytes_reused": 0, "source": "store"}
     if params["keep"] < 1:
         module.fail_json(msg=f"keep must be 1 or more, got {params['keep']}")
+    params["max_bytes_per_second"] = params["max_bytes_per_second"] or 0
+    if params["max_bytes_per_second"] < 0:
+        module.fail_json(msg=f"max_bytes_per_second must be 0 (no cap) or more, got "
+                             f"{params['max_bytes_per_second']}; set it in bytes per second")
     if params["state"] == "rejected" and not params["reason"].strip():
         module.fail_json(msg="reason must say why the version was rejected")
     store = Store(params["store_dir"])

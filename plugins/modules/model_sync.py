@@ -24,6 +24,8 @@ description:
   - O(registries) defaults to the host variable C(edgeml_registry_endpoints) that the
     P(edgeml.fleet.sites#inventory) inventory sets, O(username) and O(password) to
     C(edgeml_registry_username) and C(edgeml_registry_password).
+  - O(max_bytes_per_second) caps the download rate; O(max_parallel_pulls) caps how many hosts of
+    a site without a mirror pull from core at once (see docs/inventory.md, C(link)).
 author: edgeml.fleet developers (@edgeml)
 extends_documentation_fragment:
   - edgeml.fleet.registry
@@ -122,6 +124,40 @@ options:
         clean-up take it; check mode does not), then fail without changing anything.
     type: int
     default: 600
+  max_bytes_per_second:
+    description:
+      - Cap on the rate of this run's blob downloads, in bytes per second (all of its blobs
+        together); V(0) is no cap. A token bucket paces the reads, letting at most 256 KiB pass
+        ahead of the cap.
+      - Defaults to the host variable C(edgeml_bandwidth_limit), which the
+        P(edgeml.fleet.sites#inventory) inventory sets from a site's C(link.bandwidth); V(0)
+        when that is not set either.
+    type: int
+  max_parallel_pulls:
+    description:
+      - Read by the action plugin on the controller, not on the host. At most this many hosts
+        of O(pull_slot_group) run a downloading model_sync at once; the others wait for a free
+        slot (up to O(pull_slot_timeout)). Each slot is a lock file on the controller, held
+        while the module runs and released by the kernel should the worker die. V(0) is no
+        limit. Slots are not taken in check mode, nor for O(state=absent), V(rollback) or
+        V(rejected).
+      - Defaults to the host variable C(edgeml_max_parallel_pulls) (a site's
+        C(link.max_parallel_pulls)), but only when the host pulls from core, that is when none
+        of its O(registries) is the site's mirror (an endpoint with C(kind=mirror)); with a
+        mirror the site's link does not carry the pulls and there is no limit.
+      - One controller holds the slots; two controllers running at once each allow this many.
+    type: int
+  pull_slot_group:
+    description:
+      - Read by the action plugin. The hosts that share O(max_parallel_pulls) slots; defaults
+        to the host variable C(edgeml_site).
+    type: str
+  pull_slot_timeout:
+    description:
+      - Read by the action plugin. Seconds to wait for a free pull slot, then fail without
+        changing anything.
+    type: int
+    default: 3600
 notes:
   - Runs on the edge host with only the Python standard library.
 seealso:
@@ -203,6 +239,30 @@ bytes_reused:
   returned: success
   type: int
   sample: 0
+bytes_per_second:
+  description:
+    - Rate of this run's blob downloads, RV(bytes_downloaded) over the time they took (with a
+      cap set, at most the cap plus the 256 KiB burst spread over that time).
+  returned: when blobs were downloaded
+  type: int
+  sample: 2096128
+download_started:
+  description: When the blob downloads began, seconds since the epoch (the host's clock).
+  returned: when blobs were downloaded
+  type: float
+  sample: 1795000000.12
+download_ended:
+  description: When the blob downloads ended, seconds since the epoch (the host's clock).
+  returned: when blobs were downloaded
+  type: float
+  sample: 1795000024.51
+pull_slot:
+  description:
+    - The pull slot the run held (see O(max_parallel_pulls)), with its C(group), its C(slot)
+      number, the C(limit) and the C(waited) seconds; null when no slot was needed.
+  returned: success
+  type: dict
+  sample: {"group": "site-a", "slot": 1, "limit": 2, "waited": 3.2}
 seconds:
   description: Wall time of the run.
   returned: success
@@ -268,6 +328,10 @@ def main():
             "retry_rejected": {"type": "bool", "default": False},
             "signatures": {"type": "bool", "default": True},
             "refresh_signatures": {"type": "bool", "default": False},
+            "max_bytes_per_second": {"type": "int"},
+            "max_parallel_pulls": {"type": "int"},
+            "pull_slot_group": {"type": "str"},
+            "pull_slot_timeout": {"type": "int", "default": 3600},
         },
         required_if=[("state", "present", ["ref"]), ("state", "active", ["ref"]),
                      ("state", "rejected", ["digest", "reason"])],

@@ -148,6 +148,26 @@ def test_verify_file(tmp_path, name, ok):
     assert inventory_loader.get("edgeml.fleet.sites").verify_file(str(path)) is ok
 
 
+@pytest.mark.parametrize("value,rate", [
+    (1000, 1000), ("1000", 1000), ("512KiB/s", 512 << 10), ("20Mbit/s", 2_500_000),
+    ("2MB/s", 2_000_000), ("2 MiB/s", 2 << 20), ("1.5GiB", 3 << 29), ("800kbit/s", 100_000),
+    ("64 B/s", 64), ("1gbit/s", 125_000_000),
+])
+def test_link_bandwidth_units(tmp_path, value, rate):
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    data["sites"][0]["link"] = {"bandwidth": value, "max_parallel_pulls": 2}
+    hv = hostvars(parse(tmp_path, data), "p1")
+    assert (hv["edgeml_bandwidth_limit"], hv["edgeml_max_parallel_pulls"]) == (rate, 2)
+    assert "edgeml_bandwidth_limit" not in hostvars(parse(tmp_path, GOOD), "p1")  # no link: no cap
+
+
+def test_link_vars_may_be_overridden_per_host(tmp_path):
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    data["sites"][0]["link"] = {"bandwidth": "2MB/s"}
+    data["sites"][0]["hosts"][0]["vars"]["edgeml_bandwidth_limit"] = 500
+    assert hostvars(parse(tmp_path, data), "p1")["edgeml_bandwidth_limit"] == 500
+
+
 def _site(**kw):
     site = {"name": "plant", "connectivity": "connected",
             "hosts": [{"name": "p1", "address": "10.0.0.1"}]}
@@ -246,6 +266,21 @@ BAD = [
     ("bad connection", _file(_host(connection="ssh; rm -rf")), ["field 'connection'"]),
     ("empty user", _file(_host(user="")), ["field 'user'"]),
     ("host var bad name", _file(_host(vars={"my-var": 1})), ["host 'p1'", "field 'vars.my-var'"]),
+    ("link not a mapping", _file(_site(link="20Mbit/s")), ["field 'link'", "expected a mapping"]),
+    ("link unknown key", _file(_site(link={"bandwith": 1000})),
+     ["site 'plant'", "field 'link.bandwith'", "did you mean 'bandwidth'"]),
+    ("bandwidth unknown unit", _file(_site(link={"bandwidth": "2 furlongs/s"})),
+     ["field 'link.bandwidth'", "'2 furlongs/s' is not a bandwidth", "20Mbit/s"]),
+    ("bandwidth ambiguous bits", _file(_site(link={"bandwidth": "20Mb/s"})),
+     ["field 'link.bandwidth'", "'Mb' is ambiguous", "Mbit/s", "MB/s"]),
+    ("bandwidth zero", _file(_site(link={"bandwidth": 0})),
+     ["field 'link.bandwidth'", "less than 1 byte per second"]),
+    ("bandwidth negative", _file(_site(link={"bandwidth": "-5MB/s"})), ["field 'link.bandwidth'"]),
+    ("bandwidth bool", _file(_site(link={"bandwidth": True})), ["field 'link.bandwidth'"]),
+    ("parallel pulls zero", _file(_site(link={"max_parallel_pulls": 0})),
+     ["field 'link.max_parallel_pulls'", "1 or more"]),
+    ("parallel pulls string", _file(_site(link={"max_parallel_pulls": "2"})),
+     ["field 'link.max_parallel_pulls'"]),
 ]
 
 
