@@ -257,7 +257,7 @@ def scenario_runs(tree, inventory, work, label, scenario, runs, forks, hosts):
         with lab_lock():
             boot = fresh_hosts(hosts)
             print(f"  {len(hosts)} fresh hosts started in {boot:.0f} s", flush=True)
-            out.append(run_site(tree, inventory, work, f"{label}-first", forks))
+            out.append(dict(run_site(tree, inventory, work, f"{label}-first", forks), hosts_started_s=round(boot, 1)))
     elif scenario == "noop":
         for number in range(runs):
             with lab_lock():
@@ -372,12 +372,12 @@ def compare_reports(halves, names):
 def extrapolate(halves):
     print("\nExtrapolation to 10,000 hosts on a 16-core controller, from the measured no-op CPU-s per host"
           " (CPU-bound, forks enough to keep 16 cores busy):\n")
-    print("| | no-op CPU-s/host | CPU-hours | wall hours (16 cores) |")
-    print("|---|---:|---:|---:|")
+    print("| | from | no-op CPU-s/host | CPU-hours | wall hours (16 cores) |")
+    print("|---|---|---:|---:|---:|")
     for label, runs in halves:
-        per_host = row(runs)["per_host"]
-        hours = per_host * 10000 / 3600
-        print(f"| {label} | {per_host:.2f} | {hours:.1f} | {hours / 16:.2f} |")
+        measured = row(runs)
+        hours = measured["per_host"] * 10000 / 3600
+        print(f"| {label} | {measured['hosts']}-host no-op | {measured['per_host']:.2f} | {hours:.1f} | {hours / 16:.2f} |")
 
 
 def main():
