@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # The attributes of modules that only read (model_info, model_verify, inference_health).
+    # The attributes of modules that only read (model_info, model_verify, inference_health, host_probe, runtime_facts, ...).
     DOCUMENTATION = r"""
 attributes:
   check_mode:

@@ -25,16 +25,8 @@ options:
     description: The converge stamp.
     type: path
     default: /var/lib/edgeml/converged.json
-attributes:
-  check_mode:
-    support: full
-    description: Reads only.
-  diff_mode:
-    support: none
-    description: Changes nothing.
-  idempotent:
-    support: full
-    description: Changes nothing.
+extends_documentation_fragment:
+  - edgeml.fleet.read_only
 seealso:
   - module: edgeml.fleet.host_stamp
 """

@@ -41,16 +41,8 @@ options:
     description: The C(nvidia-smi) command (searched on PATH when not absolute).
     type: str
     default: nvidia-smi
-attributes:
-  check_mode:
-    support: full
-    description: Reads only.
-  diff_mode:
-    support: none
-    description: Changes nothing.
-  idempotent:
-    support: full
-    description: Changes nothing.
+extends_documentation_fragment:
+  - edgeml.fleet.read_only
 """
 
 EXAMPLES = r"""
