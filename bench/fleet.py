@@ -456,6 +456,7 @@ def main():
     compare_reports(data["lab"], names)
     if any(data["scale"].values()):
         table(f"At scale: {data['scale_hosts']} hosts, forks {args.forks}; {header}", data["scale"], ["first", "noop"])
+
     def noop_runs(label):  # the largest no-op that passed (a failed one did not walk what a no-op walks)
         for half in (data["scale"], data["lab"]):
             runs = (half.get(label) or {}).get("noop")

@@ -484,6 +484,8 @@ def _windows(value, site_tz, where):
     _check_keys(value, WINDOW_KINDS, where, f"{field}.")
     return tuple(_window_list(value.get(kind), site_tz, where, f"{field}.{kind}")
                  for kind in WINDOW_KINDS)
+
+
 def bandwidth(value, where, field="link.bandwidth"):
     """Bytes per second from an int or a string like '20Mbit/s', '512KiB/s', '2MB/s'."""
     if isinstance(value, int) and not isinstance(value, bool):

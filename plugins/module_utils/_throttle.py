@@ -44,6 +44,7 @@ class RateLimiter:
                 self._sleep(wait)
                 self._tokens, self._last = 0.0, now + wait
 
+
 def limiter(bytes_per_second):
     """A RateLimiter for a cap of bytes_per_second, None for 0 (no cap)."""
     return RateLimiter(bytes_per_second) if bytes_per_second else None

@@ -79,8 +79,8 @@ def test_threads_share_one_cap():
     """Real clock, real threads: four takers together keep the cap (a lower bound only)."""
     bucket = RateLimiter(4 << 20, burst=64 << 10)
     started = time.monotonic()
-    workers = [threading.Thread(target=lambda: [bucket.take(64 << 10) for _ in range(8)])
-               for _ in range(4)]
+    workers = [threading.Thread(target=lambda: [bucket.take(64 << 10) for chunk in range(8)])
+               for worker in range(4)]
     for worker in workers:
         worker.start()
     for worker in workers:
