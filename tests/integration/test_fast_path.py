@@ -40,8 +40,10 @@ def on_host(*argv, host=HOST):
 
 @pytest.fixture(scope="module")
 def converged(playbook, tmp_path_factory):
-    """A full walk of every host (edgeml_full_check), then a run on the fast path."""
+    """A converged fleet (earlier tests may leave hosts without a runtime or a model), a full
+    walk of every host (edgeml_full_check), then a run on the fast path."""
     base = tmp_path_factory.mktemp("fast")
+    site(playbook)
     full = site(playbook, "-e", "edgeml_full_check=true", "-e", f"edgeml_report_path={base / 'full.json'}")
     fast = site(playbook, "-e", f"edgeml_report_path={base / 'fast.json'}")
     return {"full": full, "fast": fast, "base": base}
