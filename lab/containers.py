@@ -19,6 +19,10 @@ SYSTEMD_OPTIONS = {
     "volumes": {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
     "tmpfs": {"/run": "", "/run/lock": ""},
 }
+# Lab names resolve through Docker's embedded DNS; any other name is sent nowhere off the lab
+# (127.0.0.1 in the container) and fails within a second. Otherwise Docker forwards it to the
+# machine's resolver, which may not answer for 20 s: a "cut" link would then hang, not fail.
+DNS_OPTIONS = {"dns": ["127.0.0.1"], "dns_opt": ["timeout:1", "attempts:1"]}
 CA_IN_HOST = "/usr/local/share/ca-certificates/edgeml-lab-ca.crt"
 
 
@@ -54,7 +58,7 @@ def _run(client, name, image, networks, **kwargs):
     first = networks[0] if networks else "none"
     container = client.containers.run(
         image, name=name, hostname=name, detach=True, network=first,
-        labels=_labels(), restart_policy={"Name": "unless-stopped"}, **kwargs)
+        labels=_labels(), restart_policy={"Name": "unless-stopped"}, **DNS_OPTIONS, **kwargs)
     for net in networks[1:]:
         client.networks.get(net).connect(container)
     return container

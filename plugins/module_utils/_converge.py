@@ -29,7 +29,8 @@ import time
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._golden import GoldenError
 from ansible_collections.edgeml.fleet.plugins.module_utils._health import probe as health_probe
-from ansible_collections.edgeml.fleet.plugins.module_utils._store import METADATA, Store, StoreError
+from ansible_collections.edgeml.fleet.plugins.module_utils._store import (
+    METADATA, Store, StoreError, _read_regular)
 from ansible_collections.edgeml.fleet.plugins.module_utils._v2client import ProbeError
 
 STAMP_VERSION = 1
@@ -195,16 +196,9 @@ def new_stamp(body):
 
 
 def _token(path):
-    if not path:
-        return None
-    try:  # like a watched file: no link followed, no blocking on a FIFO (it would hang the probe)
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return None
-        return handle.read(4096).decode("utf-8", "replace").strip() or None
+    """The server's bearer token, read like a watched file (no link, no FIFO); None if absent."""
+    data = _read_regular(path, 4096) if path else None
+    return (data.decode("utf-8", "replace").strip() or None) if data else None
 
 
 def model_health(stamp, model, token):

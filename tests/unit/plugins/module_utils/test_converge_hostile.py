@@ -36,6 +36,11 @@ def test_a_token_is_read(tmp_path):
     assert _converge._token("") is None and _converge._token(str(tmp_path / "none")) is None
 
 
+def test_an_oversized_token_file_is_not_read_as_a_token(tmp_path):
+    (tmp_path / "token").write_bytes(b"x" * 4097)
+    assert _converge._token(str(tmp_path / "token")) is None
+
+
 def test_watched_files_that_are_fifos_links_or_huge_are_drift_not_a_hang(tmp_path):
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "real").write_text("x")
