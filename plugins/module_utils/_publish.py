@@ -19,13 +19,16 @@ import io
 import json
 import os
 import tarfile
+import tempfile
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._digest import file_digest
+from ansible_collections.edgeml.fleet.plugins.module_utils._golden import GoldenError, read_metadata
 from ansible_collections.edgeml.fleet.plugins.module_utils._model_signing import (
     SigningError, attach, place_files, sign_files, signer_from, signers)
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
     NotFound, OCIError, OCI_INDEX, OCI_MANIFEST, TITLE, parse_ref)
 from ansible_collections.edgeml.fleet.plugins.module_utils._referrers import fetch_signatures
+from ansible_collections.edgeml.fleet.plugins.module_utils._refstats import SampleError, reference_stats
 
 
 MODEL_TYPE = "application/vnd.edgeml.model.onnx"
@@ -132,6 +135,26 @@ def sign(module, client, repo, subject, files, signer, result):
     return before, before + [signer.signer] if changed else before
 
 
+def with_reference(module, metadata, sample, bins):
+    """A copy of the metadata file (same name, in the module's temporary directory) with the
+    reference sample's statistics as its `reference` entry; the summary for the result."""
+    doc = read_metadata(metadata)
+    if not doc:
+        raise GoldenError(f"{metadata}: no such file")
+    names = [entry["name"] for entry in doc.get("inputs") or []
+             if isinstance(entry, dict) and isinstance(entry.get("name"), str)]
+    doc["reference"] = reference_stats(sample, bins, names or None)
+    path = os.path.join(tempfile.mkdtemp(dir=module.tmpdir), os.path.basename(metadata))
+    with open(path, "w", encoding="utf-8") as handle:
+        # Sorted and fixed: the same model and sample always give the same bytes (and digest).
+        json.dump(doc, handle, indent=2, sort_keys=True, allow_nan=False)
+        handle.write("\n")
+    summary = {name: {"layout": entry["layout"], "samples": entry["samples"],
+                      "features": len(entry["features"])}
+               for name, entry in doc["reference"]["inputs"].items()}
+    return path, summary
+
+
 def run(module):
     """model_publish's whole run: build the image, push what the tag lacks, sign, exit or fail."""
     params = module.params
@@ -142,8 +165,18 @@ def run(module):
     try:
         parse_ref(f"{repo}:{tag}")
         files = [(params["model"], MODEL_TYPE)]
-        if params["metadata"]:
-            files.append((params["metadata"], METADATA_TYPE))
+        metadata = params["metadata"]
+        if params["reference_sample"]:
+            if not metadata:
+                module.fail_json(msg="reference_sample needs metadata: its statistics are written "
+                                     "into the model's edgeml-model.json", **result)
+            try:
+                metadata, result["reference"] = with_reference(
+                    module, metadata, params["reference_sample"], params["reference_bins"])
+            except (SampleError, GoldenError) as exc:
+                module.fail_json(msg=f"reference_sample: {exc}", **result)
+        if metadata:
+            files.append((metadata, METADATA_TYPE))
         files.extend((path, DATA_TYPE) for path in params["extra_files"])
         for path, _media_type in files:
             if not os.path.isfile(path):

@@ -73,6 +73,24 @@ options:
     description: Extra manifest annotations, for example the training run or the data set.
     type: dict
     default: {}
+  reference_sample:
+    description:
+      - The model's reference inputs (a sample of the training or validation data), to detect
+        drift in the field against. Their statistics are written into the published
+        C(edgeml-model.json) as its C(reference) entry (the file given in O(metadata) is not
+        changed): per input, per feature (a column, or an image channel), the count, mean,
+        standard deviation, minimum, maximum and a histogram of O(reference_bins) equal-width bins.
+      - An C(.npy) file (C order, a number dtype; object arrays are never read) or a C(.csv) file
+        (numbers, an optional header row naming the columns) for a model with one input; an
+        C(.npz) file with one C(NAME.npy) per input for several. At most 256 MiB.
+      - Rank 2 arrays are one feature per column (up to 1024), rank 4 arrays with 1, 3 or 4
+        channels on axis 1 or 3 one per channel; anything else is summarised as one feature.
+      - Requires O(metadata).
+    type: path
+  reference_bins:
+    description: Histogram bins per feature of O(reference_sample), 1 to 100.
+    type: int
+    default: 10
 attributes:
   check_mode:
     support: full
@@ -142,6 +160,11 @@ pushed_bytes:
   returned: success
   type: int
   sample: 36128
+reference:
+  description: Per input of O(reference_sample), its C(layout), C(samples) and C(features) summarised.
+  returned: when reference_sample is given
+  type: dict
+  sample: {"transaction": {"layout": "features", "samples": 2000, "features": 8}}
 ref:
   description: The reference pushed, C(REPOSITORY:TAG).
   returned: success
@@ -182,6 +205,8 @@ def main():
             "shape": {"type": "str", "default": "artifact", "choices": ["artifact", "modelcar"]},
             "platforms": {"type": "list", "elements": "str", "default": ["linux/amd64"]},
             "annotations": {"type": "dict", "default": {}},
+            "reference_sample": {"type": "path"},
+            "reference_bins": {"type": "int", "default": 10},
         } | SIGNING_ARGS,
         endpoints=False,
         required_by=SIGNING_REQUIRED_BY,

@@ -20,6 +20,7 @@ from .connections import CLIENT_GONE, CLOSED_BY_SERVER, Events
 from .metrics import Metrics
 from .models import ModelSet, choose_providers
 from .protocol import BadRequest, TooLarge, decode, encode
+from .stats import render as render_stats
 
 LOG = logging.getLogger("edgeml_serve")
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
@@ -83,7 +84,7 @@ class Server:
         self.config = config_mod.load(config_path)
         self.metrics = Metrics()
         self.models = ModelSet(self.metrics, choose_providers(self.config.providers),
-                               self.config.intra_op_threads)
+                               self.config.intra_op_threads, self.config.statistics)
         self.executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="infer")
         self.token = self.config.token
         self.events = Events(self.metrics)
@@ -98,6 +99,7 @@ class Server:
             LOG.error("reload: %s; keeping the running configuration", exc)
             return
         self.config, self.token = new, token
+        self.models.statistics = new.statistics  # for versions loaded from now on
         await asyncio.get_running_loop().run_in_executor(None, self.models.load, new.models)
         LOG.info("reload: done; serving %s", ", ".join(self.models.names()) or "nothing")
 
@@ -240,15 +242,42 @@ class Server:
             return error(500, f"inference failed: {exc}")
         finally:
             self.buffered -= held[0]
+        self.observe(model, arrays, outputs)
         if await client_gone(request.scope, request.receive):
             return self.gone(request, name, "before its answer was ready")
         self.metrics.observe(name, time.perf_counter() - started)
         return Answer(data, headers, lambda sent, total: self.gone(
             request, name, f"after {sent} of the {total} bytes of its answer"))
 
+    def observe(self, model, arrays, outputs):
+        """Add an answered request to its version's statistics. Statistics never fail a request:
+        an error turns them off for that version, logged once and counted (stats_error)."""
+        if model.stats is None:
+            return
+        try:
+            model.stats.observe(arrays, outputs)
+        except Exception:  # pylint: disable=broad-except  # whatever it is, the answer stands
+            model.stats = None
+            self.metrics.event("stats_error")
+            LOG.exception("model %s: running statistics failed; off for version %s",
+                          model.name, model.version)
+
+    async def stats(self, request):
+        denied = self.unauthorized(request)
+        if denied:
+            return denied
+        model, problem = self.model_or_error(request)
+        if problem:
+            return problem
+        if model.stats is None:
+            return error(404, f"model {model.name}: no running statistics (statistics: false in "
+                              "the configuration, or they failed: see the log)")
+        return JSONResponse(model.stats.report(model.name))
+
     async def metrics_page(self, request):
         return self.unauthorized(request) or PlainTextResponse(
-            self.metrics.render(), media_type="text/plain; version=0.0.4")
+            self.metrics.render() + "\n".join(render_stats(self.models.loaded())) + "\n",
+            media_type="text/plain; version=0.0.4")
 
     def app(self):
         routes = [
@@ -261,6 +290,7 @@ class Server:
             Route("/v2/models/{model}/versions/{version}/ready", self.model_ready),
             Route("/v2/models/{model}/infer", self.infer, methods=["POST"]),
             Route("/v2/models/{model}/versions/{version}/infer", self.infer, methods=["POST"]),
+            Route("/v2/models/{model}/stats", self.stats),
             Route("/metrics", self.metrics_page),
         ]
         return Starlette(routes=routes, lifespan=self.lifespan)

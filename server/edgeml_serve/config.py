@@ -35,6 +35,7 @@ class Config:  # pylint: disable=too-many-instance-attributes  # one field per s
     #                             that stops reading its answer
     max_header_bytes: int = 64 << 10  # request line and headers; larger: 431
     max_buffered_bytes: int = 0  # request bodies held at once, all requests; 0: 4 x max_request_bytes
+    statistics: bool = True  # running statistics of live inputs and outputs (stats.py)
 
     @property
     def token(self):
@@ -66,7 +67,7 @@ class Config:  # pylint: disable=too-many-instance-attributes  # one field per s
 
 KEYS = {"bind", "port", "token_file", "max_request_bytes", "threads", "intra_op_threads",
         "providers", "models", "limit_concurrency", "keep_alive_timeout", "header_timeout",
-        "body_timeout", "max_header_bytes", "max_buffered_bytes"}
+        "body_timeout", "max_header_bytes", "max_buffered_bytes", "statistics"}
 POSITIVE = ("limit_concurrency", "keep_alive_timeout", "header_timeout", "body_timeout")
 
 
@@ -96,6 +97,8 @@ def load(path):
         value = getattr(config, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"{path}: {key} must be a number above 0, got {value!r}")
+    if not isinstance(config.statistics, bool):
+        raise ConfigError(f"{path}: statistics must be true or false, got {config.statistics!r}")
     if config.max_header_bytes < 1024:
         raise ConfigError(f"{path}: max_header_bytes must be >= 1024, got {config.max_header_bytes}")
     if config.max_buffered_bytes and config.max_buffered_bytes < config.max_request_bytes:

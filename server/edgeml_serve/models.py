@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .protocol import ONNX_TO_V2, V2_TO_NUMPY
+from .stats import VersionStats
 
 LOG = logging.getLogger("edgeml_serve")
 PREFERRED = ("CUDAExecutionProvider", "OpenVINOExecutionProvider", "CPUExecutionProvider")
@@ -53,7 +54,7 @@ def physical_cores():
 class LoadedModel:
     """One version of one model: an onnxruntime session and what the protocol reports."""
 
-    def __init__(self, name, directory, filename, providers, intra_op_threads=0):
+    def __init__(self, name, directory, filename, providers, intra_op_threads=0, statistics=True):  # pylint: disable=too-many-arguments
         self.name = name
         self.real_dir = os.path.realpath(directory)
         # The store names version directories by manifest digest: that is the served version.
@@ -82,6 +83,9 @@ class LoadedModel:
         self.warm_up()
         self.inline = time.perf_counter() - warm < INLINE_SECONDS
         self.providers = self.session.get_providers()
+        # Made after the warm-up, which is not traffic; kept while this version serves.
+        self.stats = VersionStats(self.version, self.inputs, self.meta.get("reference")) \
+            if statistics else None
 
     def warm_up(self):
         """Run once before serving: the golden inputs if there are any, else zeros."""
@@ -113,10 +117,11 @@ class LoadedModel:
 class ModelSet:
     """The models being served. load() swaps each model in whole or keeps the old one."""
 
-    def __init__(self, metrics, providers, intra_op_threads=0):
+    def __init__(self, metrics, providers, intra_op_threads=0, statistics=True):
         self.metrics = metrics
         self.providers = providers
         self.intra_op_threads = intra_op_threads
+        self.statistics = statistics
         self._models = {}
         self._lock = threading.Lock()
         self.failures = {}  # model -> last load error
@@ -126,6 +131,9 @@ class ModelSet:
 
     def names(self):
         return sorted(self._models)
+
+    def loaded(self):
+        return [self._models[name] for name in sorted(self._models)]
 
     def ready(self, configured):
         return all(m.name in self._models for m in configured)
@@ -141,7 +149,7 @@ class ModelSet:
                     continue  # same version: nothing to do
                 try:
                     new = LoadedModel(model.name, model.path, model.file, self.providers,
-                                      self.intra_op_threads)
+                                      self.intra_op_threads, self.statistics)
                 except Exception as exc:  # pylint: disable=broad-except  # any load error
                     self.failures[model.name] = str(exc)
                     self.metrics.load_failed(model.name)

@@ -37,6 +37,10 @@ def test_models_change_reloads_without_restart(playbook):
         assert not any("Restart the inference server" in name for name in ran), ran
         assert main_pid() == before  # reloaded in place, not restarted
         assert served("fraud-detector-it")["versions"] == [digest]
+        # The installed server keeps running statistics of the new version, from zero.
+        stats = served("fraud-detector-it/stats")
+        assert stats["version"] == digest and stats["requests"] == 0
+        assert [f["count"] for f in stats["inputs"]["transaction"]["features"]] == [0] * 8
         again = playbook("edgeml.fleet.runtime", *serve)
         assert again.stats[HOST]["changed"] == 0
     finally:

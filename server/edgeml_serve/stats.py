@@ -1,0 +1,255 @@
+"""Running statistics of one served model version: its live inputs and outputs, in fixed memory.
+
+Inputs are summarised the way the model's reference sample was at publish time (the `reference`
+entry of edgeml-model.json, written by edgeml.fleet's model_publish): per input and feature
+(a column, or an image channel) the count, NaNs, sum and sum of squares (mean and std), min, max,
+and a histogram on the reference's own bin edges, so the drift checks can compare the two bin by
+bin. Without a reference, an input's features are summarised without a histogram.
+
+Outputs: integer outputs (labels) are counted per value (up to MAX_LABELS distinct values, the
+rest as "other"); float outputs get count, mean, standard deviation, min and max per column.
+
+Every table is allocated when the version loads and never grows: memory is the same after a
+million requests as after one. An image request contributes at most MAX_VALUES_PER_FEATURE
+values per channel (an even stride over its pixels), which keeps the cost per request small and
+the histogram's shape.
+"""
+
+import math
+import time
+
+import numpy as np
+
+from .metrics import _label
+
+MAX_FEATURES = 1024
+MAX_VALUES_PER_FEATURE = 4096
+BATCH = 64  # rows summarised at once (small requests wait in a fixed buffer until then)
+MAX_LABELS = 64
+MAX_OUTPUT_COLUMNS = 64
+CHANNELS = (1, 3, 4)
+
+
+def _layout(shape, reference_layout=None):
+    """The features of one request's array (axis 0 is the batch): (kind, count)."""
+    if reference_layout in ("features", "channels_first", "channels_last", "flat"):
+        kind = reference_layout
+    elif len(shape) == 2 and 0 < shape[1] <= MAX_FEATURES:
+        kind = "features"
+    elif len(shape) == 4 and shape[1] in CHANNELS:
+        kind = "channels_first"
+    elif len(shape) == 4 and shape[3] in CHANNELS:
+        kind = "channels_last"
+    else:
+        kind = "flat"
+    width = {"features": lambda: shape[1] if len(shape) == 2 else 0,
+             "channels_first": lambda: shape[1] if len(shape) == 4 else 0,
+             "channels_last": lambda: shape[3] if len(shape) == 4 else 0,
+             "flat": lambda: 1}[kind]()
+    return kind, width
+
+
+def _columns(array, kind):
+    """The array as (values, features), one column per feature; None when its rank does not fit."""
+    if kind == "flat":
+        return array.reshape(-1, 1)
+    if kind == "features":
+        return array if array.ndim == 2 else None
+    if array.ndim != 4:
+        return None
+    if kind == "channels_first":
+        array = np.moveaxis(array, 1, -1)
+    return array.reshape(-1, array.shape[-1])
+
+
+class FeatureTable:
+    """Running summaries of the features of one input (fixed size)."""
+
+    def __init__(self, kind, width, reference=None):
+        self.kind, self.width = kind, width
+        features = (reference or {}).get("features") or []
+        self.names = [str(f.get("name", i)) for i, f in enumerate(features)] or \
+            [str(i) for i in range(width)]
+        self.count = np.zeros(width, np.int64)
+        self.nan = np.zeros(width, np.int64)
+        self.mean = np.zeros(width, np.float64)
+        self.m2 = np.zeros(width, np.float64)
+        self.low = np.full(width, np.inf)
+        self.high = np.full(width, -np.inf)
+        self.buffer = np.zeros((BATCH, width), np.float64)
+        self.filled = 0
+        edges = [f.get("edges") or [] for f in features]
+        self.bins = 0
+        if len(edges) == width and all(len(e) >= 2 for e in edges) and len({len(e) for e in edges}) == 1:
+            self.bins = len(edges[0]) - 1
+            self.edges = edges
+            self.start = np.array([e[0] for e in edges], np.float64)
+            span = np.array([e[-1] - e[0] for e in edges], np.float64)
+            with np.errstate(divide="ignore"):
+                self.scale = np.where(span > 0, self.bins / np.where(span > 0, span, 1), 0.0)
+            self.counts = np.zeros(width * self.bins, np.int64)
+            self.outside = np.zeros(width, np.int64)
+            self.first = np.array([e[0] for e in edges], np.float64)
+            self.last = np.array([e[-1] for e in edges], np.float64)
+
+    def observe(self, array):
+        values = _columns(array, self.kind)
+        if values is None or values.shape[-1] != self.width:
+            return False  # not the shape this version's statistics were made for
+        if values.shape[0] > MAX_VALUES_PER_FEATURE:
+            values = values[::math.ceil(values.shape[0] / MAX_VALUES_PER_FEATURE)]
+        rows = values.shape[0]
+        if rows >= BATCH:
+            self._add(values.astype(np.float64, copy=False))
+            return True
+        # Small requests (a row or a few) are copied into a fixed buffer and summarised a batch
+        # at a time: numpy's cost per call, not per value, is what a one-row request would pay.
+        if self.filled + rows > BATCH:
+            self.flush()
+        self.buffer[self.filled:self.filled + rows] = values
+        self.filled += rows
+        return True
+
+    def flush(self):
+        if self.filled:
+            self._add(self.buffer[:self.filled])
+            self.filled = 0
+
+    def _add(self, values):
+        finite = np.isfinite(values)
+        self.nan += np.isnan(values).sum(axis=0)
+        added = finite.sum(axis=0)
+        clean = np.where(finite, values, 0.0)
+        # Mean and spread merged batch by batch (Chan et al.), not from sums of squares, which
+        # lose every digit of a small spread around a large mean.
+        batch_mean = clean.sum(axis=0) / np.maximum(added, 1)
+        deviation = np.where(finite, values - batch_mean, 0.0)
+        batch_m2 = (deviation * deviation).sum(axis=0)
+        total = self.count + added
+        delta = batch_mean - self.mean
+        share = np.divide(added, total, out=np.zeros(self.width), where=total > 0)
+        self.mean += delta * share
+        self.m2 += batch_m2 + delta * delta * self.count * share
+        self.count = total
+        self.low = np.minimum(self.low, np.where(finite, values, np.inf).min(axis=0))
+        self.high = np.maximum(self.high, np.where(finite, values, -np.inf).max(axis=0))
+        if self.bins:
+            # The same binning as the reference's histogram: equal width, the ends open.
+            index = np.clip(((clean - self.start) * self.scale).astype(np.int64), 0, self.bins - 1)
+            flat = (index + np.arange(self.width) * self.bins)[finite]
+            self.counts += np.bincount(flat, minlength=self.width * self.bins)
+            self.outside += (finite & ((values < self.first) | (values > self.last))).sum(axis=0)
+
+    def report(self):
+        self.flush()
+        features = []
+        for i, name in enumerate(self.names[:self.width]):
+            count = int(self.count[i])
+            entry = {"name": name, "count": count, "nan": int(self.nan[i])}
+            if count:
+                entry.update(mean=float(self.mean[i]), std=float(math.sqrt(self.m2[i] / count)),
+                             min=float(self.low[i]), max=float(self.high[i]))
+            if self.bins:
+                entry.update(edges=self.edges[i], counts=self.counts[i * self.bins:(i + 1) * self.bins].tolist(),
+                             outside_reference=int(self.outside[i]))
+            features.append(entry)
+        return {"layout": self.kind, "features": features}
+
+
+class OutputTable:
+    """Running summaries of one output: labels counted, or scores summarised per column."""
+
+    def __init__(self):
+        self.labels = {}  # value -> count (at most MAX_LABELS; the rest in "other")
+        self.other = 0
+        self.columns = None  # FeatureTable for float outputs, made on the first answer
+
+    def observe(self, array):
+        if array.dtype.kind in "iub":
+            if array.size <= BATCH:  # a few labels: cheaper one by one than through np.unique
+                pairs = ((value, 1) for value in array.ravel().tolist())
+            else:
+                values, counts = np.unique(array, return_counts=True)
+                pairs = zip(values.tolist(), counts.tolist())
+            for value, count in pairs:
+                key = str(value)
+                if key in self.labels or len(self.labels) < MAX_LABELS:
+                    self.labels[key] = self.labels.get(key, 0) + count
+                else:
+                    self.other += count
+        elif array.dtype.kind == "f":
+            if self.columns is None:
+                width = array.shape[1] if array.ndim == 2 and array.shape[1] <= MAX_OUTPUT_COLUMNS else 1
+                self.columns = FeatureTable("features" if width > 1 else "flat", width)
+            self.columns.observe(array)
+
+    def report(self):
+        if self.columns is not None:
+            return dict(self.columns.report(), kind="scores")
+        return {"kind": "labels", "counts": dict(sorted(self.labels.items())), "other": self.other}
+
+
+class VersionStats:
+    """The statistics of one loaded version (a new version starts from zero)."""
+
+    def __init__(self, version, inputs, reference):
+        self.version = version
+        self.since = time.time()
+        self.requests = 0
+        self.skipped = 0  # requests whose arrays did not have the shape the tables were made for
+        self.inputs = {}
+        ref_inputs = (reference or {}).get("inputs") or {}
+        self.reference = {"source": (reference or {}).get("source"), "bins": (reference or {}).get("bins")} \
+            if reference else None
+        for spec in inputs:
+            ref = ref_inputs.get(spec["name"])
+            shape = [d if d > 0 else 1 for d in spec["shape"]] or [1]
+            kind, width = _layout(shape, (ref or {}).get("layout"))
+            if ref and ref.get("features"):
+                width = len(ref["features"])
+            if 0 < width <= MAX_FEATURES:
+                self.inputs[spec["name"]] = FeatureTable(kind, width, ref)
+        self.outputs = {}
+
+    def observe(self, arrays, outputs):
+        self.requests += 1
+        for name, table in self.inputs.items():
+            array = arrays.get(name)
+            if array is None or array.dtype.kind not in "iufb" or not table.observe(array):
+                self.skipped += 1
+        for name, array in outputs.items():
+            if isinstance(array, np.ndarray) and array.dtype.kind in "iufb":
+                table = self.outputs.get(name)
+                if table is None:
+                    table = self.outputs[name] = OutputTable()
+                table.observe(array)
+
+    def report(self, model):
+        return {"model": model, "version": self.version, "since": self.since,
+                "requests": self.requests, "skipped": self.skipped, "reference": self.reference,
+                "inputs": {name: table.report() for name, table in self.inputs.items()},
+                "outputs": {name: table.report() for name, table in self.outputs.items()}}
+
+
+def render(models):
+    """Prometheus lines summarising each served version's statistics (labels: model, input)."""
+    rows = {"values": [], "nan": [], "outside": []}
+    for model in models:
+        stats = model.stats
+        if stats is None:
+            continue
+        for name, table in stats.inputs.items():
+            table.flush()
+            labels = f'model="{_label(model.name)}",input="{_label(name)}"'
+            rows["values"].append(f"edgeml_input_values_total{{{labels}}} {int(table.count.sum())}")
+            rows["nan"].append(f"edgeml_input_nan_total{{{labels}}} {int(table.nan.sum())}")
+            if table.bins:
+                rows["outside"].append(
+                    f"edgeml_input_outside_reference_total{{{labels}}} {int(table.outside.sum())}")
+    return ["# HELP edgeml_input_values_total Input values summarised, all features of the input.",
+            "# TYPE edgeml_input_values_total counter", *rows["values"],
+            "# HELP edgeml_input_nan_total NaN input values.",
+            "# TYPE edgeml_input_nan_total counter", *rows["nan"],
+            "# HELP edgeml_input_outside_reference_total Input values outside the range of the "
+            "model's reference sample (a sign of drift; per feature on /v2/models/NAME/stats).",
+            "# TYPE edgeml_input_outside_reference_total counter", *rows["outside"]]

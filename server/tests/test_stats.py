@@ -1,0 +1,172 @@
+"""Running statistics: what they count, that their memory does not grow with traffic, the route,
+the metrics, a reload of the same version keeping them and a new version starting afresh."""
+
+import asyncio
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+from conftest import switch
+from starlette.testclient import TestClient
+
+from edgeml_serve import stats as stats_mod
+from edgeml_serve.app import Server
+from edgeml_serve.stats import FeatureTable, OutputTable, VersionStats
+
+INPUTS = [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
+
+
+def reference(bins=4, low=0.0, high=8.0):
+    step = (high - low) / bins
+    edges = [low + step * i for i in range(bins)] + [high]
+    return {"source": "validation.npy", "bins": bins, "inputs": {"x": {
+        "layout": "features", "samples": 100, "shape": [4],
+        "features": [{"name": f"f{i}", "edges": edges, "counts": [25] * bins} for i in range(4)]}}}
+
+
+def test_summaries_match_numpy_over_many_small_requests():
+    rng = np.random.default_rng(5)
+    stats = VersionStats("v1", INPUTS, reference())
+    rows = rng.normal(4, 2, (1000, 4)).astype(np.float32)
+    for start in range(0, 1000, 3):  # requests of 3 rows, so the buffer fills and flushes mid-way
+        stats.observe({"x": rows[start:start + 3]}, {})
+    report = stats.report("m")
+    assert report["requests"] == 334 and report["skipped"] == 0
+    assert report["reference"] == {"source": "validation.npy", "bins": 4}
+    values = rows.astype(np.float64)
+    for i, feature in enumerate(report["inputs"]["x"]["features"]):
+        column = values[:, i]
+        assert feature["name"] == f"f{i}" and feature["count"] == 1000
+        assert np.isclose(feature["mean"], column.mean()) and np.isclose(feature["std"], column.std())
+        assert feature["min"] == column.min() and feature["max"] == column.max()
+        want = np.bincount(np.clip((column / 2).astype(int), 0, 3), minlength=4)  # edges 0,2,4,6,8
+        assert feature["counts"] == want.tolist()
+        assert feature["outside_reference"] == int(((column < 0) | (column > 8)).sum())
+
+
+def test_a_small_spread_around_a_large_mean_keeps_its_digits():
+    stats = VersionStats("v1", INPUTS, None)
+    rows = 1e9 + np.tile(np.array([[0.0], [1.0]]), (500, 4))
+    for row in rows:
+        stats.observe({"x": row[None, :]}, {})
+    feature = stats.report("m")["inputs"]["x"]["features"][0]
+    assert feature["std"] == pytest.approx(0.5) and "counts" not in feature  # no reference: no bins
+
+
+def test_nan_and_infinity_are_counted_apart():
+    stats = VersionStats("v1", INPUTS, reference())
+    stats.observe({"x": np.array([[np.nan, np.inf, 1.0, -np.inf]], np.float32)}, {})
+    features = stats.report("m")["inputs"]["x"]["features"]
+    assert [f["nan"] for f in features] == [1, 0, 0, 0]
+    assert [f["count"] for f in features] == [0, 0, 1, 0]
+    assert sum(features[2]["counts"]) == 1 and sum(features[1]["counts"]) == 0
+
+
+def test_images_per_channel_and_large_requests_are_strided():
+    table = FeatureTable("channels_first", 3)
+    image = np.zeros((2, 3, 64, 64), np.float32)
+    image[:, 1] = 1.0
+    image[:, 2] = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    assert table.observe(image)
+    report = table.report()["features"]
+    assert [f["mean"] for f in report[:2]] == [0.0, 1.0]
+    assert report[2]["count"] <= stats_mod.MAX_VALUES_PER_FEATURE  # 8192 pixels, strided
+    assert report[2]["min"] == 0.0 and 0.4 < report[2]["mean"] < 0.6
+    assert not table.observe(np.zeros((2, 3, 8), np.float32))  # the wrong rank: skipped
+
+
+def test_labels_are_counted_up_to_a_cap_and_scores_per_column():
+    table = OutputTable()
+    for value in range(stats_mod.MAX_LABELS + 10):
+        table.observe(np.array([value, value], np.int64))
+    report = table.report()
+    assert len(report["counts"]) == stats_mod.MAX_LABELS and report["other"] == 20
+    scores = OutputTable()
+    scores.observe(np.array([[0.2, 0.8], [0.6, 0.4]], np.float32))
+    report = scores.report()
+    assert report["kind"] == "scores" and [f["max"] for f in report["features"]] == pytest.approx([0.6, 0.8])
+
+
+def test_memory_stays_flat_however_much_traffic():
+    stats = VersionStats("v1", INPUTS, reference(bins=20))
+    rng = np.random.default_rng(1)
+    rows = rng.normal(4, 2, (256, 4)).astype(np.float32)
+    labels = rng.integers(0, 1000, 256)
+    outputs = {"label": labels[:1], "scores": rows[:1]}
+    for i in range(2000):  # warm: every table made, every label slot taken
+        stats.observe({"x": rows[i % 256:i % 256 + 1]}, {"label": labels[i % 256:i % 256 + 1], "scores": rows[:1]})
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for i in range(20000):
+        stats.observe({"x": rows[i % 256:i % 256 + 1]}, outputs)
+    stats.report("m")
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert grown < 64 << 10, f"statistics grew by {grown} bytes over 20000 requests"
+    assert stats.report("m")["requests"] == 22000
+
+
+# --- through the server ---------------------------------------------------------------------
+@pytest.fixture
+def referenced_store(store):
+    """The store's versions a and b with a reference in their metadata."""
+    for version in ("a", "b"):
+        path = store / "scale" / "versions" / (version * 64) / "edgeml-model.json"
+        meta = json.loads(path.read_text())
+        meta["reference"] = reference()
+        path.write_text(json.dumps(meta))
+    return store
+
+
+def _infer(client, rows):
+    return client.post("/v2/models/scale/infer", json={"inputs": [
+        {"name": "x", "shape": list(np.shape(rows)), "datatype": "FP32", "data": rows}]})
+
+
+def test_the_route_the_metrics_and_a_reload(referenced_store, config_file):
+    server = Server(str(config_file))
+    with TestClient(server.app()) as client:
+        for _ in range(5):
+            assert _infer(client, [[1, 2, 3, 9]]).status_code == 200
+        report = client.get("/v2/models/scale/stats").json()
+        assert report["requests"] == 5 and report["version"] == "sha256:" + "a" * 64
+        features = report["inputs"]["x"]["features"]
+        assert [f["count"] for f in features] == [5] * 4 and features[3]["outside_reference"] == 5
+        assert report["outputs"]["y"]["kind"] == "scores"
+        text = client.get("/metrics").text
+        assert 'edgeml_input_values_total{model="scale",input="x"} 20' in text
+        assert 'edgeml_input_outside_reference_total{model="scale",input="x"} 5' in text
+        asyncio.run(server.reload())  # the same version: the statistics stay
+        assert client.get("/v2/models/scale/stats").json()["requests"] == 5
+        switch(referenced_store, "b")
+        asyncio.run(server.reload())  # a new version starts from zero
+        fresh = client.get("/v2/models/scale/stats").json()
+        assert fresh["requests"] == 0 and fresh["version"] == "sha256:" + "b" * 64
+        assert client.get("/v2/models/nope/stats").status_code == 404
+
+
+def test_statistics_off_and_a_failure_never_fails_a_request(store, tmp_path, config_file, monkeypatch):
+    off = tmp_path / "off.yml"
+    off.write_text(config_file.read_text() + "statistics: false\n")
+    with TestClient(Server(str(off)).app()) as client:
+        assert _infer(client, [[1, 2, 3, 4]]).status_code == 200
+        assert "statistics: false" in client.get("/v2/models/scale/stats").json()["error"]
+
+    def broken(self, arrays, outputs):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(VersionStats, "observe", broken)
+    with TestClient(Server(str(config_file)).app()) as client:
+        assert _infer(client, [[1, 2, 3, 4]]).status_code == 200
+        assert _infer(client, [[1, 2, 3, 4]]).status_code == 200
+        assert client.get("/v2/models/scale/stats").status_code == 404
+        assert 'edgeml_server_events_total{kind="stats_error"} 1' in client.get("/metrics").text
+
+
+def test_a_bad_statistics_setting_is_refused(tmp_path, config_file):
+    from edgeml_serve import config as config_mod  # pylint: disable=import-outside-toplevel
+    bad = tmp_path / "bad.yml"
+    bad.write_text(config_file.read_text() + "statistics: sometimes\n")
+    with pytest.raises(config_mod.ConfigError, match="statistics must be true or false"):
+        config_mod.load(str(bad))
