@@ -1,0 +1,107 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) edgeml.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Private to edgeml.fleet: drift of a served version's live inputs from its reference sample.
+
+Decided here: how the inference server's running statistics (GET /v2/models/NAME/stats) and the
+reference in the version's edgeml-model.json (written by model_publish, _refstats.py) become a
+verdict per feature and per model. Per feature: the population stability index of the live
+histogram against the reference's, on the same bins; a feature drifts when its PSI is above the
+threshold, once it has seen at least min_count values. Standard library only: runs on the host.
+
+The server's answer is read as untrusted data: every figure is checked for type and length, and
+a stats answer for another version than the store's is not compared (stale).
+"""
+
+from __future__ import annotations
+
+from ansible_collections.edgeml.fleet.plugins.module_utils._refstats import psi
+
+DEFAULT_THRESHOLD = 0.2  # a PSI above this is commonly read as a significant shift
+STEADY, DRIFT, LITTLE, NO_REFERENCE, STALE = (
+    "steady", "drift", "insufficient traffic", "no reference", "stale")
+
+
+class DriftError(Exception):
+    """Statistics or a reference that cannot be compared: the message says what and where."""
+
+
+def _counts(value, bins, where):
+    if not isinstance(value, list) or len(value) != bins or \
+            not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value):
+        raise DriftError(f"{where}: expected {bins} bin counts (whole numbers), got {str(value)[:80]}")
+    return value
+
+
+def threshold_of(meta, given):
+    """The PSI threshold: given (the inventory), else the model's metadata, else 0.2."""
+    if given is not None:
+        return float(given)
+    drift = meta.get("drift") if isinstance(meta.get("drift"), dict) else {}
+    value = drift.get("psi_threshold")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else DEFAULT_THRESHOLD
+
+
+def compare(model, version, meta, stats, threshold, min_count):
+    """The drift report of one model: status, per-input features with their PSI, the worst."""
+    reference = meta.get("reference") if isinstance(meta.get("reference"), dict) else None
+    report = {"model": model, "version": version, "threshold": threshold, "min_count": min_count,
+              "requests": 0, "max_psi": None, "drifted": [], "inputs": {}}
+    if not isinstance(stats, dict):
+        raise DriftError(f"model {model}: the server's statistics are not a JSON object")
+    if stats.get("version") != version:
+        report["status"] = STALE
+        report["message"] = (f"the server's statistics are of version {str(stats.get('version'))[:80]}, "
+                             f"the store serves {version}: not compared (a reload pending?)")
+        return report
+    requests = stats.get("requests")
+    report["requests"] = requests if isinstance(requests, int) and not isinstance(requests, bool) else 0
+    if reference is None:
+        report["status"] = NO_REFERENCE
+        report["message"] = ("the version has no reference statistics: publish it with "
+                             "model_publish's reference_sample")
+        return report
+    live_inputs = stats.get("inputs") if isinstance(stats.get("inputs"), dict) else {}
+    seen_enough = False
+    for name, entry in sorted((reference.get("inputs") or {}).items()):
+        ref_features = (entry or {}).get("features") or []
+        live = live_inputs.get(name) if isinstance(live_inputs.get(name), dict) else {}
+        live_features = live.get("features") if isinstance(live.get("features"), list) else []
+        if len(live_features) != len(ref_features):
+            raise DriftError(f"model {model} input {name}: the server summarises "
+                             f"{len(live_features)} features, the reference {len(ref_features)}")
+        rows = []
+        for ref, cur in zip(ref_features, live_features):
+            where = f"model {model} input {name} feature {ref.get('name')}"
+            if len(ref.get("edges") or []) < 2:  # no finite value in the sample: nothing to bin
+                rows.append({"feature": str(ref.get("name")), "psi": None, "drifted": False, "count": 0})
+                continue
+            bins = len(ref.get("counts") or [])
+            ref_counts = _counts(ref.get("counts"), bins, f"{where} (reference)")
+            if not isinstance(cur, dict) or cur.get("edges") != ref.get("edges"):
+                raise DriftError(f"{where}: the server's bins are not the reference's")
+            live_counts = _counts(cur.get("counts"), bins, f"{where} (server)")
+            count = sum(live_counts)
+            value = psi(ref_counts, live_counts) if count >= min_count else None
+            drifted = value is not None and value > threshold
+            seen_enough |= count >= min_count
+            rows.append({"feature": str(ref.get("name")), "psi": value, "drifted": drifted, "count": count,
+                         "outside_reference": cur.get("outside_reference") if isinstance(
+                             cur.get("outside_reference"), int) else None,
+                         "mean": cur.get("mean") if isinstance(cur.get("mean"), (int, float)) else None,
+                         "reference_mean": ref.get("mean")})
+            if drifted:
+                report["drifted"].append(f"{name}/{ref.get('name')}")
+            if value is not None and (report["max_psi"] is None or value > report["max_psi"]):
+                report["max_psi"] = value
+        report["inputs"][name] = rows
+    if report["drifted"]:
+        report["status"] = DRIFT
+    elif seen_enough:
+        report["status"] = STEADY
+    else:
+        report["status"] = LITTLE
+        report["message"] = f"fewer than {min_count} values per feature since the version loaded"
+    return report
