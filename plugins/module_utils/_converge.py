@@ -184,7 +184,7 @@ def stamp_body(params):
         "state": watched(spec),
         "service": params["service"],
         "health": {"url": params["url"], "token_file": params["token_file"],
-                   "requests": params["health_requests"]},
+                   "requests": params["health_requests"], "providers": params["health_providers"]},
         "store_dir": params["store_dir"],
         "models": sorted(models, key=lambda m: m["name"]),
         "python": platform.python_version(),
@@ -210,6 +210,7 @@ def model_health(stamp, model, token):
         "latency_p50_ms": model.get("latency_p50_ms"), "latency_p95_ms": model.get("latency_p95_ms"),
         "requests": stamp["health"]["requests"], "timeout": PROBE_TIMEOUT,
         "request_timeout": int(PROBE_TIMEOUT), "validate_certs": True, "ca_path": None,
+        "providers": stamp["health"].get("providers") or [],
     }
     result = {}
     try:

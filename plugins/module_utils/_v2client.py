@@ -13,7 +13,10 @@ Standard library and ansible.module_utils only: it runs on the edge host.
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
+from urllib.parse import urlsplit
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
@@ -73,6 +76,44 @@ class V2Client:
             why = answer.get("error") if isinstance(answer, dict) else answer
             raise ProbeError(f"{self.base}: inference on '{model}' answered HTTP {status}: {why}")
         return {out["name"]: out.get("data") for out in answer.get("outputs") or []}
+
+
+class KeepAlive:
+    """Inferences over one kept-alive HTTP connection, as a real client sends them. Timings taken
+    through it measure the server, not a TCP (and TLS) handshake per request, which open_url
+    would add: a model answering in 0.3 ms would otherwise look like 30 ms."""
+
+    def __init__(self, client):
+        parts = urlsplit(client.base)
+        timeout = client.options["timeout"]
+        if parts.scheme == "https":
+            context = ssl.create_default_context(cafile=client.options["ca_path"])
+            if not client.options["validate_certs"]:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self.conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout,
+                                                    context=context)
+        else:
+            self.conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+        self.base, self.prefix, self.headers = client.base, parts.path.rstrip("/"), client.headers
+
+    def infer(self, model, body):
+        """One inference; anything but a 200 raises ProbeError (and the connection is closed)."""
+        try:
+            self.conn.request("POST", f"{self.prefix}/v2/models/{model}/infer", json.dumps(body).encode(),
+                              self.headers)
+            response = self.conn.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.conn.close()
+            raise ProbeError(f"{self.base}: inference on '{model}': {exc}") from None
+        if response.status != 200:
+            self.conn.close()
+            raise ProbeError(f"{self.base}: inference on '{model}' answered HTTP {response.status}: "
+                             f"{raw[:200].decode('utf-8', 'replace')}")
+
+    def close(self):
+        self.conn.close()
 
 
 def infer_request(case, meta):

@@ -66,6 +66,11 @@ options:
     description: Timed inferences per model for the latency check.
     type: int
     default: 20
+  health_providers:
+    description: The execution providers the models may run on (the health gate's O(edgeml.fleet.inference_health#module:providers)).
+    type: list
+    elements: str
+    default: []
   store_dir:
     description: The model store.
     type: path
@@ -146,6 +151,7 @@ def main():
             "store_dir": {"type": "path", "default": "/var/lib/edgeml/models"},
             "models": {"type": "list", "elements": "dict", "default": []},
             "health_checks": {"type": "list", "elements": "dict", "default": []},
+            "health_providers": {"type": "list", "elements": "str", "default": []},
         },
         required_if=[("state", "present", ["fingerprint"])],
         supports_check_mode=True,

@@ -58,11 +58,21 @@ options:
     type: int
     default: 20
   latency_p50_ms:
-    description: SLO for the median latency of one request, as the client sees it.
+    description: SLO for the median latency of one request, as a client sees it over a kept-alive
+      connection (the timed requests share one connection, after one untimed request opened it).
     type: float
   latency_p95_ms:
     description: SLO for the 95th percentile latency.
     type: float
+  providers:
+    description:
+      - The execution providers the model may run on, for example V([CUDAExecutionProvider]) on a
+        host with an NVIDIA GPU. The edgeml server says which provider runs each model (the first
+        of C(execution_providers) in its metadata); one not in this list fails the gate, so an
+        accelerator build that silently fell back to CPU is caught. Empty checks nothing.
+    type: list
+    elements: str
+    default: []
   timeout:
     description: Seconds to wait for readiness and for O(version).
     type: int
@@ -136,10 +146,22 @@ golden:
   type: dict
   sample: {passed: true, cases: 4, failed: 0, max_abs_error: 0.0, problems: []}
 latency:
-  description: Client-side latency of O(requests) inferences, in milliseconds, with the SLO.
+  description: Client-side latency of O(requests) inferences over one kept-alive connection, in
+    milliseconds, with the SLO.
   returned: when latency was measured
   type: dict
-  sample: {p50_ms: 1.9, p95_ms: 2.6, max_ms: 3.1, samples: 20, slo_p50_ms: null, slo_p95_ms: 20, passed: true}
+  sample: {p50_ms: 0.9, p95_ms: 1.4, max_ms: 2.1, samples: 20, slo_p50_ms: null, slo_p95_ms: 20, passed: true,
+           connection: keep-alive}
+execution_provider:
+  description: The execution provider the server runs the model on (null when it does not say).
+  returned: when O(model) is given and the server answered
+  type: str
+  sample: CPUExecutionProvider
+provider_ok:
+  description: Whether the execution provider in use is one of O(providers) (false fails the gate;
+    the host, not the model version, is at fault).
+  returned: when O(providers) is given and the model was probed
+  type: bool
 waited:
   description: Seconds spent waiting for readiness and the expected version.
   returned: always
@@ -165,6 +187,7 @@ def main():
             "requests": {"type": "int", "default": 20},
             "latency_p50_ms": {"type": "float"},
             "latency_p95_ms": {"type": "float"},
+            "providers": {"type": "list", "elements": "str", "default": []},
             "timeout": {"type": "int", "default": 60},
             "request_timeout": {"type": "int", "default": 10},
             "validate_certs": {"type": "bool", "default": True},

@@ -110,8 +110,12 @@ class LoadedModel:
         return dict(zip(wanted, self.session.run(wanted, arrays)))
 
     def metadata(self):
+        # execution_providers: what ONNX Runtime actually runs this version on, best first (an
+        # accelerator build that fell back to CPU lists only CPUExecutionProvider): not part of
+        # the v2 protocol, an addition the health gate checks.
         return {"name": self.name, "versions": [self.version], "platform": "onnxruntime_onnx",
-                "inputs": self.inputs, "outputs": self.outputs}
+                "inputs": self.inputs, "outputs": self.outputs,
+                "execution_providers": list(self.providers)}
 
 
 class ModelSet:

@@ -36,6 +36,7 @@ def test_health_and_metadata(client):
     meta = client.get("/v2/models/scale").json()
     assert meta["versions"] == ["sha256:" + "a" * 64]
     assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
+    assert meta["execution_providers"] == ["CPUExecutionProvider"]  # what runs it, for the health gate
     assert client.get("/v2/models/scale/ready").json() == {"name": "scale", "ready": True}
     assert client.get(f"/v2/models/scale/versions/sha256:{'a' * 64}").status_code == 200
 

@@ -75,6 +75,23 @@ def test_upgrade_under_traffic_loses_no_request(playbook):
     assert served(HOST) == before
 
 
+def test_a_gpu_host_serving_on_cpu_fails_the_gate_unless_cpu_is_allowed(playbook):
+    """The lab's hosts have no GPU: told the host has one, the gate sees the model run on CPU
+    (as an accelerator build that silently fell back would) and rolls the new version back."""
+    before = served(HOST)  # 1.0, as the test above left it
+    refused = deploy(playbook, "models/fraud-detector:1.1", "-e", "model_deploy_accelerator=nvidia")
+    assert refused.rc != 0
+    _task, failure = refused.failure(HOST)
+    assert "runs on CPUExecutionProvider, expected CUDAExecutionProvider" in json.dumps(failure), failure
+    assert served(HOST) == before  # the old version serves on
+    allowed = deploy(playbook, "models/fraud-detector:1.1", "-e", "model_deploy_accelerator=nvidia",
+                     "-e", "model_deploy_allow_cpu=true")
+    assert allowed.rc == 0, allowed.failure(HOST)
+    assert served(HOST) != before
+    back = deploy(playbook, "models/fraud-detector:1.0")  # leave the lab on v1
+    assert back.rc == 0, back.failure(HOST)
+
+
 def test_verify_reports_a_healthy_fleet_and_changes_nothing(playbook, tmp_path):
     # The whole site: earlier tests may have left hosts without a runtime or with other models.
     deployed = playbook("playbooks/site.yml", "-e", "edgeml_canary=false")

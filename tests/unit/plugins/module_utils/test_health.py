@@ -106,3 +106,50 @@ def test_an_unreachable_server_is_a_probe_error():
     assert not client.ok("/v2/health/live")
     with pytest.raises(ProbeError):
         client.call("/v2/health/live")
+
+
+class KeptAlive(FakeV2):
+    """The fake server over HTTP/1.1, counting the connections clients open."""
+    protocol_version = "HTTP/1.1"
+    connections = 0
+
+    def setup(self):
+        type(self).connections += 1
+        super().setup()
+
+
+def test_latency_is_timed_over_one_kept_alive_connection():
+    """A connection per timed request would measure TCP handshakes, not the server."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeptAlive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = V2Client({"url": f"http://127.0.0.1:{server.server_port}", "token": None,
+                           "validate_certs": True, "ca_path": None, "request_timeout": 5})
+        before = KeptAlive.connections
+        summary = _health.check_latency(client, "m", zero_request(META), {
+            "requests": 20, "latency_p50_ms": None, "latency_p95_ms": None})
+        assert summary["samples"] == 20 and summary["connection"] == "keep-alive"
+        assert KeptAlive.connections - before == 1
+        with pytest.raises(ProbeError, match="answered HTTP 404"):
+            _health.KeepAlive(client).infer("nope", zero_request(META))
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("listed,allowed,problem", [
+    (["CPUExecutionProvider"], ["CUDAExecutionProvider"], "runs on CPUExecutionProvider, expected CUDAExecutionProvider"),
+    (["CUDAExecutionProvider", "CPUExecutionProvider"], ["CUDAExecutionProvider"], None),
+    (["CPUExecutionProvider"], ["CUDAExecutionProvider", "CPUExecutionProvider"], None),  # CPU allowed
+    (None, ["OpenVINOExecutionProvider"], "does not say which execution provider"),
+    (["CPUExecutionProvider"], [], None),  # nothing asked
+])
+def test_the_execution_provider_in_use_is_checked(listed, allowed, problem):
+    meta = dict(META, execution_providers=listed) if listed is not None else META
+    result = {}
+    if problem:
+        with pytest.raises(ProbeError, match=problem):
+            _health.check_provider("m", meta, allowed, result)
+    else:
+        _health.check_provider("m", meta, allowed, result)
+    assert result["execution_provider"] == (listed[0] if listed else None)
+    assert result.get("provider_ok", True) == (problem is None)

@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) edgeml.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: drift_report
+short_description: Build the fleet drift report (JSON) from each host's model_drift results
+version_added: 0.2.0
+description:
+  - Takes the host variables of the hosts the monitor playbook targeted, each with the
+    M(edgeml.fleet.model_drift) results it registered in C(edgeml_drift), and returns one
+    document - per site and model, the hosts with their status, traffic and worst PSI, each
+    feature's worst PSI over the site's hosts, and whether the site drifted - plus totals.
+  - A host without results (unreachable, failed, or at a disconnected site) is listed with the
+    reason in C(unmeasured).
+options:
+  _input:
+    description: Host variables of every targeted host.
+    type: list
+    elements: dict
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Write the fleet drift report
+  run_once: true
+  delegate_to: localhost
+  ansible.builtin.copy:
+    content: "{{ groups['sites'] | map('extract', hostvars) | edgeml.fleet.drift_report | to_nice_json }}"
+    dest: edgeml-drift.json
+    mode: "0600"
+"""
+
+RETURN = r"""
+_value:
+  description: The report, C({sites, unmeasured, totals}).
+  type: dict
+"""
+
+
+def _hostname(hostvars):
+    return str(hostvars.get("inventory_hostname", "?"))
+
+
+def drift_report(hostvars_list):
+    sites, unmeasured = {}, []
+    totals = {"hosts": 0, "measured": 0, "models": 0, "drift": 0}
+    for hostvars in hostvars_list:
+        totals["hosts"] += 1
+        host, site = _hostname(hostvars), str(hostvars.get("edgeml_site", "-"))
+        results = (hostvars.get("edgeml_drift") or {}).get("results")
+        if not isinstance(results, list):
+            why = ("disconnected site: its statistics come home with its result report"
+                   if hostvars.get("edgeml_connectivity") == "disconnected" else "not measured (unreachable or failed)")
+            unmeasured.append({"host": host, "site": site, "reason": why})
+            continue
+        totals["measured"] += 1
+        for result in results:
+            if not isinstance(result, dict) or not result.get("model"):
+                continue
+            model = str(result["model"])
+            entry = sites.setdefault(site, {}).setdefault(model, {
+                "site": site, "model": model, "drifted": False, "requests": 0, "hosts": [], "features": {}})
+            if result.get("failed") or "status" not in result:  # failed (failed_when: false keeps msg)
+                entry["hosts"].append({"host": host, "status": "failed", "message": str(result.get("msg", ""))[:300]})
+                continue
+            status = result.get("status", "-")
+            entry["hosts"].append({"host": host, "status": status, "version": result.get("version"),
+                                   "requests": result.get("requests", 0), "max_psi": result.get("max_psi"),
+                                   "drifted": list(result.get("drifted") or []), "message": result.get("message")})
+            entry["requests"] += result.get("requests") or 0
+            entry["drifted"] |= status == "drift"
+            for name, features in (result.get("inputs") or {}).items():
+                for feature in features or []:
+                    key = f"{name}/{feature.get('feature')}"
+                    worst = entry["features"].setdefault(key, {"feature": key, "psi": None, "drifted": False})
+                    value = feature.get("psi")
+                    if value is not None and (worst["psi"] is None or value > worst["psi"]):
+                        worst["psi"] = value
+                    worst["drifted"] |= bool(feature.get("drifted"))
+    out = []
+    for site in sorted(sites):
+        for model in sorted(sites[site]):
+            entry = sites[site][model]
+            entry["features"] = list(entry["features"].values())
+            totals["models"] += 1
+            totals["drift"] += entry["drifted"]
+            out.append(entry)
+    return {"sites": out, "unmeasured": unmeasured, "totals": totals}
+
+
+class FilterModule:
+    def filters(self):
+        return {"drift_report": drift_report}

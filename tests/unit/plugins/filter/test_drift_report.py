@@ -1,0 +1,69 @@
+"""The fleet drift report and its HTML page: aggregation per site and model, hosts that were not
+measured, and a page that escapes every name it shows and loads nothing from outside."""
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.edgeml.fleet.plugins.filter.drift_html import drift_html
+from ansible_collections.edgeml.fleet.plugins.filter.drift_report import drift_report
+
+
+def _result(model, status, psis, requests=500):
+    features = [{"feature": str(i), "psi": p, "drifted": p is not None and p > 0.2, "count": 500}
+                for i, p in enumerate(psis)]
+    return {"model": model, "status": status, "version": "sha256:" + "a" * 64, "requests": requests,
+            "max_psi": max([p for p in psis if p is not None], default=None),
+            "drifted": [f"x/{f['feature']}" for f in features if f["drifted"]], "inputs": {"x": features}}
+
+
+def _host(name, site, *results, connectivity="connected"):
+    hostvars = {"inventory_hostname": name, "edgeml_site": site, "edgeml_connectivity": connectivity}
+    if results:
+        hostvars["edgeml_drift"] = {"results": list(results)}
+    return hostvars
+
+
+FLEET = [
+    _host("a1", "site-a", _result("fraud", "steady", [0.01, 0.02])),
+    _host("a2", "site-a", _result("fraud", "steady", [0.03, 0.01])),
+    _host("b1", "site-b", _result("fraud", "drift", [0.02, 0.45])),
+    _host("b2", "site-b", {"model": "fraud", "failed": False, "msg": "cannot read the server's statistics"}),
+    _host("c1", "site-c", connectivity="disconnected"),
+    _host("x9", "site-a"),
+]
+
+
+def test_sites_and_features_are_aggregated():
+    report = drift_report(FLEET)
+    assert report["totals"] == {"hosts": 6, "measured": 4, "models": 2, "drift": 1}
+    site_a, site_b = report["sites"]
+    assert (site_a["site"], site_a["drifted"], site_a["requests"]) == ("site-a", False, 1000)
+    assert [f["psi"] for f in site_a["features"]] == [0.03, 0.02]  # the worst host per feature
+    assert site_b["drifted"] and [f["feature"] for f in site_b["features"] if f["drifted"]] == ["x/1"]
+    assert [h["status"] for h in site_b["hosts"]] == ["drift", "failed"]
+    assert "cannot read" in site_b["hosts"][1]["message"]
+    reasons = {u["host"]: u["reason"] for u in report["unmeasured"]}
+    assert "result report" in reasons["c1"] and "unreachable" in reasons["x9"]
+
+
+def test_the_page_shows_a_chart_per_site_model_and_loads_nothing():
+    page = drift_html(drift_report(FLEET), threshold=0.2)
+    assert page.count("<svg") == 2 and page.count('class="bar"') == 4
+    assert "site-b" in page and 'class="drift"' in page and "threshold 0.2" in page
+    assert "default-src 'none'" in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(min_size=1, max_size=20), st.text(min_size=1, max_size=20), st.text(max_size=30))
+def test_every_name_is_escaped(host, site, message):
+    """Host, site, model and feature names and messages come from inventories and hosts:
+    none of them can put markup into the page."""
+    hostile = _result("<script>alert(1)</script>", "drift", [0.5])
+    hostile["inputs"] = {"<img src=x onerror=alert(1)>": hostile["inputs"]["x"]}
+    hostile["message"] = message
+    page = drift_html(drift_report([_host(host, site, hostile), _host(host + "<b>", site)]))
+    assert "<script>" not in page and "<img" not in page and "<b>" not in page
+    assert "&lt;script&gt;" in page
