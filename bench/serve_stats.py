@@ -77,7 +77,7 @@ def memory(requests):
     specs = [{"name": k, "datatype": "FP32", "shape": [-1, v.shape[1]]} for k, v in inputs.items()]
     stats = VersionStats("v", specs, meta["reference"])
     rng = np.random.default_rng(9)
-    rows = [{k: (v + rng.normal(0, 1, v.shape)).astype(np.float32) for k, v in inputs.items()} for _ in range(512)]
+    rows = [{k: (v + rng.normal(0, 1, v.shape)).astype(np.float32) for k, v in inputs.items()} for _row in range(512)]
     outputs = [{"label": np.array([i % 2]), "probabilities": np.array([[0.3, 0.7]], np.float32)} for i in range(512)]
     checkpoints = sorted({requests // 100, requests // 10, requests // 2, requests})
     tracemalloc.start()

@@ -15,7 +15,7 @@ version_added: 0.2.0
 description:
   - Takes the document of P(edgeml.fleet.drift_report#filter) and returns one HTML page with no
     external resources (inline SVG, inline style, a Content-Security-Policy that allows nothing
-    else): per site and model, a bar chart of each feature's worst PSI against the threshold, and
+    else). Per site and model, a bar chart of each feature's worst PSI against the threshold, and
     each host's status, traffic, worst PSI and drifted features.
   - Every value from the report (site, model, host and feature names, messages) is HTML-escaped.
 options:
@@ -56,22 +56,22 @@ td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}.drift{color:#b000
 .steady{color:#1b5e20}.note{color:#666}svg{display:block;margin:.5em 0}"""
 
 
-def _bars(features, threshold, width=640, bar=18):
+def _bars(features, threshold, width=640, row=18):
     """An inline SVG bar chart of each feature's PSI, with the threshold as a line."""
     values = [f["psi"] or 0.0 for f in features]
     top = max(values + [threshold * 1.5, 0.01])
-    height = bar * len(features) + 30
+    height = row * len(features) + 30
     label_w, plot_w = 140, width - 160
     parts = [f'<svg class="psi" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'role="img" aria-label="PSI per feature">']
     for i, feature in enumerate(features):
-        y = 10 + i * bar
+        y = 10 + i * row
         length = plot_w * (feature["psi"] or 0.0) / top
         colour = "#b00020" if feature["drifted"] else "#1565c0"
-        parts.append(f'<text x="0" y="{y + bar * 0.7:.0f}" font-size="12">{html.escape(feature["feature"])}</text>')
-        parts.append(f'<rect class="bar" x="{label_w}" y="{y + 2}" width="{max(length, 1):.1f}" height="{bar - 4}" fill="{colour}"/>')
+        parts.append(f'<text x="0" y="{y + row * 0.7:.0f}" font-size="12">{html.escape(feature["feature"])}</text>')
+        parts.append(f'<rect class="bar" x="{label_w}" y="{y + 2}" width="{max(length, 1):.1f}" height="{row - 4}" fill="{colour}"/>')
         shown = "n/a" if feature["psi"] is None else f'{feature["psi"]:.3f}'
-        parts.append(f'<text x="{label_w + max(length, 1) + 4:.1f}" y="{y + bar * 0.7:.0f}" font-size="11">{shown}</text>')
+        parts.append(f'<text x="{label_w + max(length, 1) + 4:.1f}" y="{y + row * 0.7:.0f}" font-size="11">{shown}</text>')
     x = label_w + plot_w * threshold / top
     parts.append(f'<line x1="{x:.1f}" y1="5" x2="{x:.1f}" y2="{height - 15}" stroke="#555" stroke-dasharray="4 3"/>')
     parts.append(f'<text x="{x + 3:.1f}" y="{height - 3}" font-size="11">threshold {threshold}</text></svg>')

@@ -78,7 +78,7 @@ options:
       - The model's reference inputs (a sample of the training or validation data), to detect
         drift in the field against. Their statistics are written into the published
         C(edgeml-model.json) as its C(reference) entry (the file given in O(metadata) is not
-        changed): per input, per feature (a column, or an image channel), the count, mean,
+        changed). Per input and per feature (a column, or an image channel), the count, mean,
         standard deviation, minimum, maximum and a histogram of O(reference_bins) equal-width bins.
       - An C(.npy) file (C order, a number dtype; object arrays are never read) or a C(.csv) file
         (numbers, an optional header row naming the columns) for a model with one input; an

@@ -128,7 +128,7 @@ def _infer(client, rows):
 def test_the_route_the_metrics_and_a_reload(referenced_store, config_file):
     server = Server(str(config_file))
     with TestClient(server.app()) as client:
-        for _ in range(5):
+        for _request in range(5):
             assert _infer(client, [[1, 2, 3, 9]]).status_code == 200
         report = client.get("/v2/models/scale/stats").json()
         assert report["requests"] == 5 and report["version"] == "sha256:" + "a" * 64

@@ -36,8 +36,10 @@ def _send(host, rows):
               "rows=json.load(sys.stdin)\n"
               "for i in range(0,len(rows),50):\n"
               "  b=rows[i:i+50]\n"
-              "  body=json.dumps({'inputs':[{'name':'transaction','shape':[len(b),8],'datatype':'FP32','data':[v for r in b for v in r]}]}).encode()\n"
-              "  urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:8080/v2/models/fraud-monitor/infer',body,{'Content-Type':'application/json'})).read()\n")
+              "  t={'name':'transaction','shape':[len(b),8],'datatype':'FP32','data':[v for r in b for v in r]}\n"
+              "  body=json.dumps({'inputs':[t]}).encode()\n"
+              "  url='http://127.0.0.1:8080/v2/models/fraud-monitor/infer'\n"
+              "  urllib.request.urlopen(urllib.request.Request(url,body,{'Content-Type':'application/json'})).read()\n")
     subprocess.run(["docker", "exec", "-i", host, "python3", "-c", script], input=json.dumps(rows.tolist()),
                    text=True, check=True, capture_output=True)
 
@@ -48,7 +50,7 @@ def served_with_reference(playbook, tmp_path_factory):
     model = Path(json.loads((STATE / "samples.json").read_text())["fraud-detector/1.0"])
     np.save(work / "validation.npy", _rows(3000, seed=1))
     published = run_module("model_publish", {
-        "registry": "https://127.0.0.1:5000", "repository": REF.split(":")[0], "tag": "1",
+        "registry": "https://127.0.0.1:5000", "repository": REF.split(":", maxsplit=1)[0], "tag": "1",
         "model": str(model / "model.onnx"), "metadata": str(model / "edgeml-model.json"),
         "reference_sample": str(work / "validation.npy"), "username": "edgeml",
         "password": (STATE / "registry-password").read_text().strip(), "ca_path": str(STATE / "pki" / "ca.crt")})

@@ -79,7 +79,9 @@ def _send(port, rows):
         body = json.dumps({"inputs": [{"name": "x", "shape": list(batch.shape), "datatype": "FP32",
                                        "data": batch.ravel().tolist()}]})
         conn.request("POST", "/v2/models/scale/infer", body, {"Content-Type": "application/json"})
-        assert conn.getresponse().read() and True
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
     conn.close()
 
 
