@@ -11,7 +11,7 @@ import json
 DOCUMENTATION = r"""
 name: drift_html
 short_description: Render the fleet drift report as a self-contained HTML page with plots
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Takes the document of P(edgeml.fleet.drift_report#filter) and returns one HTML page with no
     external resources (inline SVG, inline style, a Content-Security-Policy that allows nothing

@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import math
+
 DOCUMENTATION = r"""
 name: drift_report
 short_description: Build the fleet drift report (JSON) from each host's model_drift results
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Takes the host variables of the hosts the monitor playbook targeted, each with the
     M(edgeml.fleet.model_drift) results it registered in C(edgeml_drift), and returns one
@@ -45,6 +47,18 @@ def _hostname(hostvars):
     return str(hostvars.get("inventory_hostname", "?"))
 
 
+def _number(value):
+    """A finite number, or None: a host's result is data from that host, and one odd value
+    must not break the report of the whole fleet."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _text(value):
+    return "" if value is None else str(value)[:300]
+
+
 def drift_report(hostvars_list):
     sites, unmeasured = {}, []
     totals = {"hosts": 0, "measured": 0, "models": 0, "drift": 0}
@@ -65,19 +79,24 @@ def drift_report(hostvars_list):
             entry = sites.setdefault(site, {}).setdefault(model, {
                 "site": site, "model": model, "drifted": False, "requests": 0, "hosts": [], "features": {}})
             if result.get("failed") or "status" not in result:  # failed (failed_when: false keeps msg)
-                entry["hosts"].append({"host": host, "status": "failed", "message": str(result.get("msg", ""))[:300]})
+                entry["hosts"].append({"host": host, "status": "failed", "message": _text(result.get("msg"))})
                 continue
-            status = result.get("status", "-")
-            entry["hosts"].append({"host": host, "status": status, "version": result.get("version"),
-                                   "requests": result.get("requests", 0), "max_psi": result.get("max_psi"),
-                                   "drifted": list(result.get("drifted") or []), "message": result.get("message")})
-            entry["requests"] += result.get("requests") or 0
+            status = _text(result.get("status"))
+            requests = _number(result.get("requests")) or 0
+            drifted = result.get("drifted") if isinstance(result.get("drifted"), list) else []
+            entry["hosts"].append({"host": host, "status": status, "version": _text(result.get("version")),
+                                   "requests": requests, "max_psi": _number(result.get("max_psi")),
+                                   "drifted": [_text(d) for d in drifted], "message": _text(result.get("message"))})
+            entry["requests"] += requests
             entry["drifted"] |= status == "drift"
-            for name, features in (result.get("inputs") or {}).items():
-                for feature in features or []:
+            inputs = result.get("inputs") if isinstance(result.get("inputs"), dict) else {}
+            for name, features in inputs.items():
+                for feature in features if isinstance(features, list) else []:
+                    if not isinstance(feature, dict):
+                        continue
                     key = f"{name}/{feature.get('feature')}"
                     worst = entry["features"].setdefault(key, {"feature": key, "psi": None, "drifted": False})
-                    value = feature.get("psi")
+                    value = _number(feature.get("psi"))
                     if value is not None and (worst["psi"] is None or value > worst["psi"]):
                         worst["psi"] = value
                     worst["drifted"] |= bool(feature.get("drifted"))

@@ -17,6 +17,8 @@ a stats answer for another version than the store's is not compared (stale).
 
 from __future__ import annotations
 
+import math
+
 from ansible_collections.edgeml.fleet.plugins.module_utils._refstats import psi
 
 DEFAULT_THRESHOLD = 0.2  # a PSI above this is commonly read as a significant shift
@@ -36,12 +38,16 @@ def _counts(value, bins, where):
 
 
 def threshold_of(meta, given):
-    """The PSI threshold: given (the inventory), else the model's metadata, else 0.2."""
-    if given is not None:
-        return float(given)
-    drift = meta.get("drift") if isinstance(meta.get("drift"), dict) else {}
-    value = drift.get("psi_threshold")
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else DEFAULT_THRESHOLD
+    """The PSI threshold: given (the inventory), else the model's metadata, else 0.2. It must be
+    a finite number above 0 (a NaN would make every comparison false: nothing would drift)."""
+    where = "psi_threshold"
+    value = given
+    if value is None:
+        drift = meta.get("drift") if isinstance(meta.get("drift"), dict) else {}
+        value, where = drift.get("psi_threshold", DEFAULT_THRESHOLD), "the model metadata's drift.psi_threshold"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise DriftError(f"{where} must be a number above 0, got {str(value)[:40]}")
+    return float(value)
 
 
 def compare(model, version, meta, stats, threshold, min_count):
@@ -65,8 +71,14 @@ def compare(model, version, meta, stats, threshold, min_count):
         return report
     live_inputs = stats.get("inputs") if isinstance(stats.get("inputs"), dict) else {}
     seen_enough = False
-    for name, entry in sorted((reference.get("inputs") or {}).items()):
-        ref_features = (entry or {}).get("features") or []
+    ref_inputs = reference.get("inputs")
+    if not isinstance(ref_inputs, dict):
+        raise DriftError(f"model {model}: the version's reference is malformed (no inputs mapping)")
+    for name, entry in sorted(ref_inputs.items()):
+        ref_features = entry.get("features") if isinstance(entry, dict) else None
+        if not isinstance(ref_features, list) or not all(isinstance(f, dict) for f in ref_features):
+            raise DriftError(f"model {model} input {name}: the version's reference is malformed "
+                             "(features must be a list of mappings)")
         live = live_inputs.get(name) if isinstance(live_inputs.get(name), dict) else {}
         live_features = live.get("features") if isinstance(live.get("features"), list) else []
         if len(live_features) != len(ref_features):
@@ -83,8 +95,12 @@ def compare(model, version, meta, stats, threshold, min_count):
             if not isinstance(cur, dict) or cur.get("edges") != ref.get("edges"):
                 raise DriftError(f"{where}: the server's bins are not the reference's")
             live_counts = _counts(cur.get("counts"), bins, f"{where} (server)")
-            count = sum(live_counts)
-            value = psi(ref_counts, live_counts) if count >= min_count else None
+            # What neither side could summarise (NaN, infinite, huge) is one more bin: a sensor
+            # that starts sending NaN is drift, not a lack of traffic.
+            ref_missing = _counts([ref.get("nan", 0)], 1, f"{where} (reference nan)")[0]
+            live_missing = _counts([cur.get("nan", 0)], 1, f"{where} (server nan)")[0]
+            count = sum(live_counts) + live_missing
+            value = psi(ref_counts + [ref_missing], live_counts + [live_missing]) if count >= min_count else None
             drifted = value is not None and value > threshold
             seen_enough |= count >= min_count
             rows.append({"feature": str(ref.get("name")), "psi": value, "drifted": drifted, "count": count,

@@ -78,7 +78,7 @@ def check_latency(client, model, body, params):
 def check_provider(model, meta, allowed, result):
     """The execution provider the server runs the model on (the first it lists) must be one of
     allowed: an accelerator build that silently fell back to CPU fails the gate."""
-    listed = (meta or {}).get("execution_providers")
+    listed = meta.get("execution_providers") if isinstance(meta, dict) else None
     in_use = listed[0] if isinstance(listed, list) and listed and isinstance(listed[0], str) else None
     result["execution_provider"] = in_use
     if not allowed:

@@ -21,12 +21,18 @@ import array
 import ast
 import csv
 import io
+import lzma
 import math
 import os
 import sys
 import zipfile
+import zlib
 
 MAX_SAMPLE_BYTES = 256 << 20  # a reference sample is a few MiB; more is a mistake, not a sample
+# Values, all arrays together: bytes alone do not bound the work (a 1-byte dtype compresses
+# 256 MiB of zeros into a 260 KB .npz), and each value is summarised as a float.
+MAX_VALUES = 4 << 20
+MAX_MAGNITUDE = 1e150  # beyond this a value's square overflows a float: not summarised
 MAX_FEATURES = 1024  # more columns than this are summarised as one (flat) feature
 MAX_BINS = 100
 CHANNELS = (1, 3, 4)  # an image tensor's channel count: grey, RGB, RGBA
@@ -55,7 +61,7 @@ def parse_npy(data, where):
         raise SampleError(f"{where}: .npy header runs past the file")
     try:
         header = ast.literal_eval(data[start:start + size].decode("latin-1"))
-    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
         raise SampleError(f"{where}: .npy header is not a literal dict ({exc})") from None
     if not isinstance(header, dict) or not {"descr", "fortran_order", "shape"} <= set(header):
         raise SampleError(f"{where}: .npy header lacks descr, fortran_order or shape")
@@ -73,6 +79,9 @@ def parse_npy(data, where):
     if values.itemsize != int(descr[2:]):
         raise SampleError(f"{where}: dtype {descr} has no {descr[2:]}-byte type on this platform")
     count = math.prod(shape)
+    if count > MAX_VALUES:  # before any arithmetic on it (a shape can be thousands of digits)
+        raise SampleError(f"{where}: more than {MAX_VALUES} values; subsample the reference "
+                          "(a few thousand rows are enough)")
     body = data[start + size:]
     if count * values.itemsize != len(body):
         raise SampleError(f"{where}: shape {shape} of {descr} needs {count * values.itemsize} bytes, "
@@ -92,24 +101,35 @@ def _read_capped(handle, where, limit):
 
 def parse_csv(text, where):
     """(shape, values, column names or None) of numeric CSV, a header row optional."""
-    rows = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
+    values, names, width, rows = array.array("d"), None, None, 0
+    try:
+        for number, row in enumerate(csv.reader(io.StringIO(text)), 1):
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            if width is None:
+                width = len(row)
+                try:
+                    values.extend(float(cell) for cell in row)
+                except ValueError:
+                    names = [cell.strip() for cell in row]
+                    continue
+                rows += 1
+                continue
+            if len(row) != width:
+                raise SampleError(f"{where}, line {number}: {len(row)} columns, the first row has {width}")
+            try:
+                values.extend(float(cell) for cell in row)
+            except ValueError as exc:
+                raise SampleError(f"{where}, line {number}: not a number ({exc})") from None
+            rows += 1
+            if len(values) > MAX_VALUES:
+                raise SampleError(f"{where}: more than {MAX_VALUES} values; subsample the reference "
+                                  "(a few thousand rows are enough)")
+    except csv.Error as exc:
+        raise SampleError(f"{where}: not CSV ({exc})") from None
     if not rows:
         raise SampleError(f"{where}: no rows")
-    names = None
-    try:
-        [float(cell) for cell in rows[0]]
-    except ValueError:
-        names, rows = [cell.strip() for cell in rows[0]], rows[1:]
-    width = len(names) if names else len(rows[0]) if rows else 0
-    values = array.array("d")
-    for number, row in enumerate(rows, 2 if names else 1):
-        if len(row) != width:
-            raise SampleError(f"{where}, line {number}: {len(row)} columns, the first row has {width}")
-        try:
-            values.extend(float(cell) for cell in row)
-        except ValueError as exc:
-            raise SampleError(f"{where}, line {number}: not a number ({exc})") from None
-    return (len(rows), width), values, names
+    return (rows, width), values, names
 
 
 def read_sample(path, limit=MAX_SAMPLE_BYTES):
@@ -139,7 +159,7 @@ def read_sample(path, limit=MAX_SAMPLE_BYTES):
 
 
 def _read_npz(path, where, limit):
-    arrays, total = {}, 0
+    arrays, total, count = {}, 0, 0
     try:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
@@ -149,14 +169,21 @@ def _read_npz(path, where, limit):
                 if not name.endswith(".npy") or "/" in name or "\\" in name or name == ".npy":
                     raise SampleError(f"{where}: member {name!r} is not a plain NAME.npy")
                 total += info.file_size  # what it claims; the read below holds it to that
-                if total > limit:
+                # No dtype has more than 8 bytes a value: a member larger than the values cap
+                # allows is refused before it is unpacked.
+                if total > limit or info.file_size > MAX_VALUES * 8 + 65536 + 16:
                     raise SampleError(f"{where}: more than {limit} bytes unpacked; a reference "
                                       "sample should be a few MiB")
                 with archive.open(info) as member:
                     data = _read_capped(member, f"{where}:{name}", info.file_size)
                 shape, values = parse_npy(data, f"{where}:{name}")
+                count += len(values)
+                if count > MAX_VALUES:
+                    raise SampleError(f"{where}: more than {MAX_VALUES} values in its arrays together; "
+                                      "subsample the reference (a few thousand rows are enough)")
                 arrays[name[:-4]] = (shape, values, None)
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError, zlib.error,
+            lzma.LZMAError) as exc:  # encrypted or unknown compression, corrupt streams
         raise SampleError(f"{where}: not a readable .npz (zip) file: {exc}") from None
     if not arrays:
         raise SampleError(f"{where}: no arrays in it")
@@ -199,10 +226,12 @@ def feature_values(shape, values):
 
 
 def summarize(values, bins=10):
-    """count, nan, mean, std, min, max and an equal-width histogram (edges, counts) of values."""
-    finite = [float(v) for v in values if not math.isnan(v)]
+    """count, nan, mean, std, min, max and an equal-width histogram (edges, counts) of values.
+
+    nan counts what is not summarised: NaN, infinite, or beyond MAX_MAGNITUDE (the server
+    counts the same way, so a sensor that starts sending them shows as drift)."""
+    finite = array.array("d", (v for v in values if abs(v) < MAX_MAGNITUDE))  # NaN compares False
     nan = len(values) - len(finite)
-    finite = [v for v in finite if not math.isinf(v)]
     if not finite:
         return {"count": 0, "nan": nan, "edges": [], "counts": []}
     count = len(finite)

@@ -52,7 +52,7 @@ class V2Client:
             raise ProbeError(f"{self.base}{path}: {getattr(exc, 'reason', exc)}") from None
         try:
             return status, json.loads(raw) if raw else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python recurses
             return status, None
 
     def ok(self, path):

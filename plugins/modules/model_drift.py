@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: model_drift
 short_description: Compare a served model's live inputs with its reference sample (drift)
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Reads the running statistics the edgeml inference server keeps for the version it serves
     (C(GET /v2/models/<model>/stats)) and the reference statistics in that version's
@@ -165,6 +165,8 @@ def run(module):
             not re.fullmatch(r"[0-9a-f]{64}", os.path.basename(real)):
         module.fail_json(msg=f"model {model}: no version in service in the store ({current})")
     version = "sha256:" + os.path.basename(real)
+    if params["min_count"] < 1:
+        module.fail_json(msg=f"min_count must be 1 or more, got {params['min_count']}")
     try:
         meta = read_metadata(os.path.join(real, "edgeml-model.json"))
     except GoldenError as exc:

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import signal
 import threading
 import time
@@ -250,17 +251,20 @@ class Server:
             request, name, f"after {sent} of the {total} bytes of its answer"))
 
     def observe(self, model, arrays, outputs):
-        """Add an answered request to its version's statistics. Statistics never fail a request:
-        an error turns them off for that version, logged once and counted (stats_error)."""
-        if model.stats is None:
+        """Add an answered request to its version's statistics. Statistics never fail a request,
+        nor can one request turn them off: a request whose statistics fail is left out of them,
+        counted (stats_error, and the version's errors) and logged at the 1st, 10th, 100th... time."""
+        stats = model.stats
+        if stats is None:
             return
         try:
-            model.stats.observe(arrays, outputs)
+            stats.observe(arrays, outputs)
         except Exception:  # pylint: disable=broad-except  # whatever it is, the answer stands
-            model.stats = None
+            stats.errors += 1
             self.metrics.event("stats_error")
-            LOG.exception("model %s: running statistics failed; off for version %s",
-                          model.name, model.version)
+            if math.log10(stats.errors).is_integer():
+                LOG.exception("model %s version %s: running statistics failed for a request (%d so "
+                              "far); it is left out of them", model.name, model.version, stats.errors)
 
     async def stats(self, request):
         denied = self.unauthorized(request)
@@ -271,7 +275,7 @@ class Server:
             return problem
         if model.stats is None:
             return error(404, f"model {model.name}: no running statistics (statistics: false in "
-                              "the configuration, or they failed: see the log)")
+                              "the configuration)")
         return JSONResponse(model.stats.report(model.name))
 
     async def metrics_page(self, request):

@@ -83,9 +83,16 @@ class LoadedModel:
         self.warm_up()
         self.inline = time.perf_counter() - warm < INLINE_SECONDS
         self.providers = self.session.get_providers()
-        # Made after the warm-up, which is not traffic; kept while this version serves.
-        self.stats = VersionStats(self.version, self.inputs, self.meta.get("reference")) \
-            if statistics else None
+        # Made after the warm-up, which is not traffic; kept while this version serves. A
+        # reference the statistics cannot use never stops the version from serving.
+        self.stats = None
+        if statistics:
+            try:
+                self.stats = VersionStats(self.version, self.inputs, self.meta.get("reference"))
+            except Exception:  # pylint: disable=broad-except  # the metadata's reference entry
+                LOG.exception("model %s: its reference statistics are unusable; summarising "
+                              "without them", name)
+                self.stats = VersionStats(self.version, self.inputs, None)
 
     def warm_up(self):
         """Run once before serving: the golden inputs if there are any, else zeros."""

@@ -24,6 +24,7 @@ from .metrics import _label
 
 MAX_FEATURES = 1024
 MAX_VALUES_PER_FEATURE = 4096
+MAX_MAGNITUDE = 1e150  # beyond this a value's square overflows: counted, not summarised
 BATCH = 64  # rows summarised at once (small requests wait in a fixed buffer until then)
 MAX_LABELS = 64
 MAX_OUTPUT_COLUMNS = 64
@@ -49,17 +50,46 @@ def _layout(shape, reference_layout=None):
     return kind, width
 
 
+def _stride(rows):
+    return max(1, -(-rows // MAX_VALUES_PER_FEATURE))
+
+
 def _columns(array, kind):
-    """The array as (values, features), one column per feature; None when its rank does not fit."""
+    """The array as (values, features), one column per feature, at most MAX_VALUES_PER_FEATURE
+    rows (an even stride, taken on a view before anything is copied); None when its rank does
+    not fit the layout."""
     if kind == "flat":
-        return array.reshape(-1, 1)
+        flat = array.reshape(-1)
+        return flat[::_stride(flat.shape[0])].reshape(-1, 1)
     if kind == "features":
-        return array if array.ndim == 2 else None
+        return array[::_stride(array.shape[0])] if array.ndim == 2 else None
     if array.ndim != 4:
         return None
-    if kind == "channels_first":
-        array = np.moveaxis(array, 1, -1)
-    return array.reshape(-1, array.shape[-1])
+    if kind == "channels_last":
+        pixels = array.reshape(-1, array.shape[3])
+        return pixels[::_stride(pixels.shape[0])]
+    planes = array.reshape(array.shape[0], array.shape[1], -1)  # channels first: (N, C, H*W)
+    thinned = planes[:, :, ::_stride(planes.shape[0] * planes.shape[2])]
+    return np.moveaxis(thinned, 1, -1).reshape(-1, array.shape[1])
+
+
+def _edges(features, width):
+    """The reference's bin edges per feature, or None if they are not usable ones: one dict per
+    feature, each with the same number (2 or more) of finite, non-decreasing numbers."""
+    if len(features) != width or not all(isinstance(f, dict) for f in features):
+        return None
+    edges = [f.get("edges") for f in features]
+    for row in edges:
+        if not isinstance(row, list) or len(row) < 2 or len(row) != len(edges[0]) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in row) \
+                or any(b < a for a, b in zip(row, row[1:])):
+            return None
+    return edges
+
+
+def _number(value):
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 class FeatureTable:
@@ -67,9 +97,10 @@ class FeatureTable:
 
     def __init__(self, kind, width, reference=None):
         self.kind, self.width = kind, width
-        features = (reference or {}).get("features") or []
-        self.names = [str(f.get("name", i)) for i, f in enumerate(features)] or \
-            [str(i) for i in range(width)]
+        features = reference.get("features") if isinstance(reference, dict) else None
+        features = features if isinstance(features, list) else []
+        self.names = [str(f.get("name", i)) if isinstance(f, dict) else str(i) for i, f in enumerate(features)]
+        self.names = (self.names + [str(i) for i in range(len(self.names), width)])[:width]
         self.count = np.zeros(width, np.int64)
         self.nan = np.zeros(width, np.int64)
         self.mean = np.zeros(width, np.float64)
@@ -78,9 +109,9 @@ class FeatureTable:
         self.high = np.full(width, -np.inf)
         self.buffer = np.zeros((BATCH, width), np.float64)
         self.filled = 0
-        edges = [f.get("edges") or [] for f in features]
+        edges = _edges(features, width)
         self.bins = 0
-        if len(edges) == width and all(len(e) >= 2 for e in edges) and len({len(e) for e in edges}) == 1:
+        if edges:
             self.bins = len(edges[0]) - 1
             self.edges = edges
             self.start = np.array([e[0] for e in edges], np.float64)
@@ -93,11 +124,11 @@ class FeatureTable:
             self.last = np.array([e[-1] for e in edges], np.float64)
 
     def observe(self, array):
+        if array.size == 0:
+            return True  # nothing to count (a zero-sized axis)
         values = _columns(array, self.kind)
         if values is None or values.shape[-1] != self.width:
             return False  # not the shape this version's statistics were made for
-        if values.shape[0] > MAX_VALUES_PER_FEATURE:
-            values = values[::math.ceil(values.shape[0] / MAX_VALUES_PER_FEATURE)]
         rows = values.shape[0]
         if rows >= BATCH:
             self._add(values.astype(np.float64, copy=False))
@@ -116,8 +147,11 @@ class FeatureTable:
             self.filled = 0
 
     def _add(self, values):
-        finite = np.isfinite(values)
-        self.nan += np.isnan(values).sum(axis=0)
+        # NaN, infinities and magnitudes whose square would overflow are counted (as "nan"),
+        # not summarised, as the reference's statistics count them.
+        with np.errstate(invalid="ignore"):
+            finite = np.abs(values) < MAX_MAGNITUDE
+        self.nan += (~finite).sum(axis=0)
         added = finite.sum(axis=0)
         clean = np.where(finite, values, 0.0)
         # Mean and spread merged batch by batch (Chan et al.), not from sums of squares, which
@@ -135,7 +169,7 @@ class FeatureTable:
         self.high = np.maximum(self.high, np.where(finite, values, -np.inf).max(axis=0))
         if self.bins:
             # The same binning as the reference's histogram: equal width, the ends open.
-            index = np.clip(((clean - self.start) * self.scale).astype(np.int64), 0, self.bins - 1)
+            index = np.clip((clean - self.start) * self.scale, 0, self.bins - 1).astype(np.int64)
             flat = (index + np.arange(self.width) * self.bins)[finite]
             self.counts += np.bincount(flat, minlength=self.width * self.bins)
             self.outside += (finite & ((values < self.first) | (values > self.last))).sum(axis=0)
@@ -147,8 +181,8 @@ class FeatureTable:
             count = int(self.count[i])
             entry = {"name": name, "count": count, "nan": int(self.nan[i])}
             if count:
-                entry.update(mean=float(self.mean[i]), std=float(math.sqrt(self.m2[i] / count)),
-                             min=float(self.low[i]), max=float(self.high[i]))
+                entry.update(mean=_number(self.mean[i]), std=_number(math.sqrt(max(self.m2[i] / count, 0.0))),
+                             min=_number(self.low[i]), max=_number(self.high[i]))
             if self.bins:
                 entry.update(edges=self.edges[i], counts=self.counts[i * self.bins:(i + 1) * self.bins].tolist(),
                              outside_reference=int(self.outside[i]))
@@ -198,14 +232,18 @@ class VersionStats:
         self.requests = 0
         self.skipped = 0  # requests whose arrays did not have the shape the tables were made for
         self.inputs = {}
-        ref_inputs = (reference or {}).get("inputs") or {}
-        self.reference = {"source": (reference or {}).get("source"), "bins": (reference or {}).get("bins")} \
+        self.errors = 0  # requests whose statistics failed (skipped, counted, logged sparingly)
+        reference = reference if isinstance(reference, dict) else None
+        ref_inputs = reference.get("inputs") if reference else None
+        ref_inputs = ref_inputs if isinstance(ref_inputs, dict) else {}
+        self.reference = {"source": str(reference.get("source")), "bins": reference.get("bins")} \
             if reference else None
         for spec in inputs:
             ref = ref_inputs.get(spec["name"])
+            ref = ref if isinstance(ref, dict) else None
             shape = [d if d > 0 else 1 for d in spec["shape"]] or [1]
-            kind, width = _layout(shape, (ref or {}).get("layout"))
-            if ref and ref.get("features"):
+            kind, width = _layout(shape, (ref or {}).get("layout") if isinstance((ref or {}).get("layout"), str) else None)
+            if ref and isinstance(ref.get("features"), list) and ref["features"]:
                 width = len(ref["features"])
             if 0 < width <= MAX_FEATURES:
                 self.inputs[spec["name"]] = FeatureTable(kind, width, ref)
@@ -226,7 +264,8 @@ class VersionStats:
 
     def report(self, model):
         return {"model": model, "version": self.version, "since": self.since,
-                "requests": self.requests, "skipped": self.skipped, "reference": self.reference,
+                "requests": self.requests, "skipped": self.skipped, "errors": self.errors,
+                "reference": self.reference,
                 "inputs": {name: table.report() for name, table in self.inputs.items()},
                 "outputs": {name: table.report() for name, table in self.outputs.items()}}
 

@@ -54,13 +54,49 @@ def test_a_small_spread_around_a_large_mean_keeps_its_digits():
     assert feature["std"] == pytest.approx(0.5) and "counts" not in feature  # no reference: no bins
 
 
-def test_nan_and_infinity_are_counted_apart():
-    stats = VersionStats("v1", INPUTS, reference())
-    stats.observe({"x": np.array([[np.nan, np.inf, 1.0, -np.inf]], np.float32)}, {})
-    features = stats.report("m")["inputs"]["x"]["features"]
-    assert [f["nan"] for f in features] == [1, 0, 0, 0]
-    assert [f["count"] for f in features] == [0, 0, 1, 0]
-    assert sum(features[2]["counts"]) == 1 and sum(features[1]["counts"]) == 0
+def test_nan_infinity_and_huge_values_are_counted_apart():
+    """As the reference counts them: a sensor that starts sending them shows up as drift."""
+    stats = VersionStats("v1", [{"name": "x", "datatype": "FP64", "shape": [-1, 4]}], reference())
+    stats.observe({"x": np.array([[np.nan, np.inf, 1.0, 1e308]], np.float64)}, {})
+    stats.observe({"x": np.array([[1.0, 1.0, 1.0, 1e308]], np.float64)}, {})
+    report = stats.report("m")
+    features = report["inputs"]["x"]["features"]
+    assert [f["nan"] for f in features] == [1, 1, 0, 2]
+    assert [f["count"] for f in features] == [1, 1, 2, 0]
+    assert sum(features[2]["counts"]) == 2 and sum(features[3]["counts"]) == 0
+    json.dumps(report, allow_nan=False)  # what the route sends: never NaN or infinity
+
+
+def test_values_far_above_the_range_land_in_the_last_bin():
+    stats = VersionStats("v1", [{"name": "x", "datatype": "FP64", "shape": [-1, 4]}], reference())
+    stats.observe({"x": np.array([[1e20, 1e100, -1e100, 3.0]], np.float64)}, {})
+    counts = [f["counts"] for f in stats.report("m")["inputs"]["x"]["features"]]
+    assert counts[:3] == [[0, 0, 0, 1], [0, 0, 0, 1], [1, 0, 0, 0]]
+
+
+def test_zero_sized_and_malformed_references_do_not_stop_anything():
+    image = [{"name": "x", "datatype": "FP32", "shape": [-1, -1, -1, -1]}]
+    stats = VersionStats("v1", image, {"inputs": {"x": {"layout": "channels_first", "features": [{}, {}, {}]}}})
+    stats.observe({"x": np.zeros((1, 0, 1, 1), np.float32)}, {})
+    assert stats.report("m")["requests"] == 1
+    for broken in ({"inputs": {"x": {"features": ["a", "b"]}}}, {"inputs": {"x": "str"}}, {"inputs": []},
+                   {"inputs": {"x": {"features": [{"edges": ["a", "b"]}] * 4}}},
+                   {"inputs": {"x": {"features": [{"edges": [3.0, 1.0]}] * 4}}}, "reference"):
+        stats = VersionStats("v1", INPUTS, broken)
+        stats.observe({"x": np.ones((1, 4), np.float32)}, {})
+        assert "counts" not in stats.report("m")["inputs"]["x"]["features"][0]
+
+
+def test_a_large_image_is_thinned_before_it_is_copied():
+    """The statistics run on the event loop: a big request costs them a stride, not a copy."""
+    table = FeatureTable("channels_first", 3)
+    image = np.random.default_rng(0).integers(0, 255, (8, 3, 1080, 1920), np.uint8)  # 50 MB
+    tracemalloc.start()
+    assert table.observe(image)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20, f"{peak} bytes allocated: the image was copied before it was thinned"
+    assert table.report()["features"][0]["count"] <= stats_mod.MAX_VALUES_PER_FEATURE
 
 
 def test_images_per_channel_and_large_requests_are_strided():
@@ -160,8 +196,9 @@ def test_statistics_off_and_a_failure_never_fails_a_request(store, tmp_path, con
     with TestClient(Server(str(config_file)).app()) as client:
         assert _infer(client, [[1, 2, 3, 4]]).status_code == 200
         assert _infer(client, [[1, 2, 3, 4]]).status_code == 200
-        assert client.get("/v2/models/scale/stats").status_code == 404
-        assert 'edgeml_server_events_total{kind="stats_error"} 1' in client.get("/metrics").text
+        report = client.get("/v2/models/scale/stats").json()  # one request cannot turn them off
+        assert report["errors"] == 2
+        assert 'edgeml_server_events_total{kind="stats_error"} 2' in client.get("/metrics").text
 
 
 def test_a_bad_statistics_setting_is_refused(tmp_path, config_file):

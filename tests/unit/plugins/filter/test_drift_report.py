@@ -67,3 +67,14 @@ def test_every_name_is_escaped(host, site, message):
     page = drift_html(drift_report([_host(host, site, hostile), _host(host + "<b>", site)]))
     assert "<script>" not in page and "<img" not in page and "<b>" not in page
     assert "&lt;script&gt;" in page
+
+
+def test_one_hosts_odd_values_do_not_break_the_fleet_report():
+    odd = [{"model": "fraud", "status": "drift", "requests": "many", "max_psi": "0.9", "message": 5,
+            "drifted": "x/0", "inputs": {"x": [{"feature": "0", "psi": "9"}, "f", 3]}},
+           {"model": "fraud", "status": "steady", "requests": float("inf"), "max_psi": float("nan"), "inputs": [1]}]
+    report = drift_report([_host("a1", "site-a", *odd), FLEET[0]])
+    hosts = report["sites"][0]["hosts"]
+    assert [h["requests"] for h in hosts] == [0, 0, 500] and hosts[0]["max_psi"] is None
+    assert report["sites"][0]["features"][0]["psi"] == 0.01  # the string "9" is no PSI
+    assert "<svg" in drift_html(report)

@@ -101,7 +101,7 @@ def test_nan_and_constant_features(tmp_path):
     np.save(tmp_path / "s.npy", data)
     constant, holes = reference_stats(tmp_path / "s.npy")["inputs"]["input"]["features"]
     assert constant["edges"] == [1.0, 1.0] and constant["counts"] == [3] and constant["std"] == 0
-    assert holes["nan"] == 1 and holes["count"] == 1  # inf is neither counted nor a bin
+    assert holes["nan"] == 2 and holes["count"] == 1  # NaN and inf: counted apart, not binned
 
 
 # --- hostile samples: each refused with a message naming the file, nothing else read -------
@@ -117,7 +117,7 @@ def _header(descr="'<f4'", fortran="False", shape="(2,)"):
     (_header(fortran="True", shape="(2, 2)") + b"\0" * 16, "Fortran order"),
     (_header(shape="(2, -1)") + b"\0" * 8, "not a tuple of sizes"),
     (_header(shape="()") + b"\0" * 4, "not a tuple of sizes"),
-    (_header(shape="(1000000000, 1000000000)") + b"\0" * 8, "needs"),
+    (_header(shape="(1000000000, 1000000000)") + b"\0" * 8, "more than 4194304 values"),
     (_header(shape="(3,)") + b"\0" * 8, "needs 12 bytes, the file has 8"),
     (_header(descr="__import__('os').system('true')") + b"", "not a literal dict"),
     (b"\x93NUMPY\x01\x00\xff\xff" + b"{}", "runs past the file"),
@@ -160,6 +160,66 @@ def test_npz_members_that_are_paths_or_bombs_are_refused(tmp_path, monkeypatch):
         archive.writestr("big.npy", _npy_bytes(np.zeros(100_000, "<f4")))
     with pytest.raises(SampleError, match="more than 4096 bytes unpacked"):
         read_sample(tmp_path / "bomb.npz", limit=_refstats.MAX_SAMPLE_BYTES)
+
+
+def test_few_bytes_cannot_ask_for_many_values(tmp_path):
+    """32 MiB of one-byte zeros compress into 32 KB: the values, not the bytes, are capped, and
+    before anything is unpacked or summarised."""
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x.npy", _npy_bytes(np.zeros(32 << 20, "|u1")))
+    assert (tmp_path / "bomb.npz").stat().st_size < 100_000
+    with pytest.raises(SampleError, match="more than 4194304 values"):
+        read_sample(tmp_path / "bomb.npz")
+    (tmp_path / "s.npy").write_bytes(_header(descr="'|u1'", shape="(" + "9" * 3000 + ",)"))
+    with pytest.raises(SampleError, match="more than 4194304 values"):
+        read_sample(tmp_path / "s.npy")
+
+
+def _zip_with(path, payload, mangle):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x.npy", payload)
+    raw = bytearray(path.read_bytes())
+    mangle(raw, raw.rfind(b"PK\x01\x02"))
+    path.write_bytes(bytes(raw))
+
+
+def _encrypted(raw, central):
+    raw[6] |= 1
+    raw[central + 8] |= 1
+
+
+def _unknown_method(raw, central):
+    raw[8:10] = raw[central + 10:central + 12] = (99).to_bytes(2, "little")
+
+
+def _corrupt(raw, _central):
+    for i in range(40, 60):
+        raw[i] ^= 0xFF
+
+
+@pytest.mark.parametrize("mangle", [_encrypted, _unknown_method, _corrupt])
+def test_npz_that_zipfile_cannot_unpack_is_refused_with_a_message(tmp_path, mangle):
+    _zip_with(tmp_path / "s.npz", _npy_bytes(np.arange(500, dtype="<f8")), mangle)
+    with pytest.raises(SampleError, match="not a readable .npz"):
+        read_sample(tmp_path / "s.npz")
+
+
+@pytest.mark.parametrize("header", ["{[1]: 2}", "{'descr': {[]}}"])
+def test_an_unhashable_header_is_refused(tmp_path, header):
+    text = header.encode()
+    (tmp_path / "s.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text)
+    with pytest.raises(SampleError, match="not a literal dict"):
+        read_sample(tmp_path / "s.npy")
+
+
+def test_huge_values_and_long_csv_fields(tmp_path):
+    np.save(tmp_path / "s.npy", np.array([[1e308, 1.0], [-1.7e308, 2.0], [1e200, 3.0]], "<f8"))
+    huge, plain = reference_stats(tmp_path / "s.npy")["inputs"]["input"]["features"]
+    assert huge["nan"] == 3 and huge["count"] == 0  # beyond 1e150: counted, not summarised
+    assert plain["count"] == 3 and plain["mean"] == 2.0
+    (tmp_path / "s.csv").write_text("a\n" + "1" * 200_000 + "\n")
+    with pytest.raises(SampleError, match="not CSV"):
+        read_sample(tmp_path / "s.csv")
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 broken")
     with pytest.raises(SampleError, match="not a readable .npz"):
         read_sample(tmp_path / "broken.npz")

@@ -168,3 +168,60 @@ def test_any_answer_is_a_report_or_a_drift_error(stats):
         except DriftError:
             continue
         assert report["status"] in ("steady", "drift", "insufficient traffic", "stale", "no reference")
+
+
+def test_a_sensor_that_starts_sending_nan_is_drift():
+    stats = _stats([0, 0])
+    stats["inputs"]["x"]["features"][0]["nan"] = 500
+    report = compare("m", "sha256:v", REFERENCE, stats, 0.2, 100)
+    assert report["status"] == "drift" and report["drifted"] == ["x/0"]
+
+
+@pytest.mark.parametrize("meta,given", [({}, float("nan")), ({}, 0.0), ({}, -1.0),
+                                         ({"drift": {"psi_threshold": float("nan")}}, None),
+                                         ({"drift": {"psi_threshold": "high"}}, None)])
+def test_a_threshold_that_would_silence_drift_is_refused(meta, given):
+    from ansible_collections.edgeml.fleet.plugins.module_utils._drift import threshold_of  # pylint: disable=import-outside-toplevel
+    with pytest.raises(DriftError, match="must be a number above 0"):
+        threshold_of(meta, given)
+
+
+@pytest.mark.parametrize("reference", [
+    {"reference": {"inputs": ["x"]}},
+    {"reference": {"inputs": {"x": "features"}}},
+    {"reference": {"inputs": {"x": {"features": ["a"]}}}},
+])
+def test_a_malformed_reference_is_a_drift_error(reference):
+    with pytest.raises(DriftError, match="malformed"):
+        compare("m", "sha256:v", reference, _stats([1, 2]), 0.2, 1)
+
+
+def test_min_count_below_one_is_refused(served, tmp_path):
+    root, port, _proc = served
+    result = _drift(root, port, tmp_path, min_count=0)
+    assert result["failed"] and "min_count must be 1 or more" in result["msg"]
+
+
+def test_an_answer_nested_too_deep_is_not_json_not_a_traceback():
+    from ansible_collections.edgeml.fleet.plugins.module_utils import _v2client  # pylint: disable=import-outside-toplevel
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
+
+    class Deep(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # pylint: disable=invalid-name
+            body = b"[" * 200_000
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Deep)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = _v2client.V2Client({"url": f"http://127.0.0.1:{server.server_port}", "token": None,
+                                     "validate_certs": True, "ca_path": None, "request_timeout": 5})
+        assert client.call("/v2/models/m/stats") == (200, None)
+    finally:
+        server.shutdown()
