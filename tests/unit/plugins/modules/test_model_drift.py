@@ -177,9 +177,11 @@ def test_a_sensor_that_starts_sending_nan_is_drift():
     assert report["status"] == "drift" and report["drifted"] == ["x/0"]
 
 
-@pytest.mark.parametrize("meta,given", [({}, float("nan")), ({}, 0.0), ({}, -1.0),
-                                         ({"drift": {"psi_threshold": float("nan")}}, None),
-                                         ({"drift": {"psi_threshold": "high"}}, None)])
+@pytest.mark.parametrize("meta,given", [
+    ({}, float("nan")), ({}, 0.0), ({}, -1.0),
+    ({"drift": {"psi_threshold": float("nan")}}, None),
+    ({"drift": {"psi_threshold": "high"}}, None),
+])
 def test_a_threshold_that_would_silence_drift_is_refused(meta, given):
     from ansible_collections.edgeml.fleet.plugins.module_utils._drift import threshold_of  # pylint: disable=import-outside-toplevel
     with pytest.raises(DriftError, match="must be a number above 0"):
