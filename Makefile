@@ -16,7 +16,7 @@ export EDGEML_LAB_STATE := $(CURDIR)/lab/.state
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
-.PHONY: help venv demo test soak lint sanity unit molecule integration publish-check readmes lab-up lab-down lab-status build clean
+.PHONY: help venv demo test soak lint sanity unit chromium molecule integration publish-check readmes lab-up lab-down lab-status build clean
 
 help:
 	@echo "make demo   bring the lab up and run edgeml.fleet.site against it"
@@ -60,8 +60,12 @@ test: venv
 lint: venv
 	$(BIN)/ansible-lint --profile production
 
-unit: venv
+unit: venv chromium
 	$(BIN)/pytest -q tests/unit server/tests
+
+# Headless Chromium renders the drift report's HTML page in a unit test (Debian's package).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 integration: lab-up
 	$(BIN)/pytest -q tests/integration

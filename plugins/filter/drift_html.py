@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import html
-import json
 
 DOCUMENTATION = r"""
 name: drift_html
@@ -61,7 +60,7 @@ def _bars(features, threshold, width=640, row=18):
     values = [f["psi"] or 0.0 for f in features]
     top = max(values + [threshold * 1.5, 0.01])
     height = row * len(features) + 30
-    label_w, plot_w = 140, width - 160
+    label_w, plot_w = 140, width - 210  # room after the longest bar for its value
     parts = [f'<svg class="psi" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'role="img" aria-label="PSI per feature">']
     for i, feature in enumerate(features):
@@ -82,8 +81,10 @@ def drift_html(report, threshold=0.2, title="edgeml.fleet drift report"):
     """A self-contained HTML page of drift_report's document: per site and model, the PSI of
     each feature as a bar chart, each host's status and traffic. Every value is escaped."""
     esc = html.escape
+    totals = report.get("totals") or {}
     body = [f"<h1>{esc(title)}</h1>",
-            f'<p class="note">{esc(json.dumps(report.get("totals", {})))}</p>']
+            f'<p class="note">{int(totals.get("drift") or 0)} of {int(totals.get("models") or 0)} site models '
+            f'drifted; {int(totals.get("measured") or 0)} of {int(totals.get("hosts") or 0)} hosts measured.</p>']
     for entry in report.get("sites", []):
         state = "drift" if entry.get("drifted") else "steady"
         body.append(f'<h2>site {esc(str(entry["site"]))} &middot; model {esc(str(entry["model"]))} &middot; '

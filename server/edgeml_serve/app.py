@@ -21,6 +21,7 @@ from .connections import CLIENT_GONE, CLOSED_BY_SERVER, Events
 from .metrics import Metrics
 from .models import ModelSet, choose_providers
 from .protocol import BadRequest, TooLarge, decode, encode
+from .capture import CaptureWriter, Reservoir
 from .stats import render as render_stats
 
 LOG = logging.getLogger("edgeml_serve")
@@ -84,8 +85,12 @@ class Server:
         self.config_path = config_path
         self.config = config_mod.load(config_path)
         self.metrics = Metrics()
+        capture = (self.config.capture_samples, self.config.capture_max_sample_bytes) \
+            if self.config.capture_dir else None
         self.models = ModelSet(self.metrics, choose_providers(self.config.providers),
-                               self.config.intra_op_threads, self.config.statistics)
+                               self.config.intra_op_threads, self.config.statistics, capture)
+        self.writer = CaptureWriter(self.config.capture_dir, self.config.capture_max_bytes) \
+            if self.config.capture_dir else None
         self.executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="infer")
         self.token = self.config.token
         self.events = Events(self.metrics)
@@ -99,8 +104,14 @@ class Server:
         except config_mod.ConfigError as exc:
             LOG.error("reload: %s; keeping the running configuration", exc)
             return
+        await self.flush_captures()  # the period so far, under the settings it was taken with
         self.config, self.token = new, token
         self.models.statistics = new.statistics  # for versions loaded from now on
+        capture = (new.capture_samples, new.capture_max_sample_bytes) if new.capture_dir else None
+        self.models.capture = capture
+        self.writer = CaptureWriter(new.capture_dir, new.capture_max_bytes) if capture else None
+        for model in self.models.loaded():  # capture turned on or off applies to what serves now
+            model.capture = Reservoir(*capture) if capture else None
         await asyncio.get_running_loop().run_in_executor(None, self.models.load, new.models)
         LOG.info("reload: done; serving %s", ", ".join(self.models.names()) or "nothing")
 
@@ -110,8 +121,39 @@ class Server:
         await loop.run_in_executor(None, self.models.load, self.config.models)
         if threading.current_thread() is threading.main_thread():  # not so under a test client
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        flusher = asyncio.ensure_future(self.flush_captures_every())
         yield
+        flusher.cancel()
+        await self.flush_captures()  # what the last period kept
         self.executor.shutdown(wait=True)
+
+    async def flush_captures_every(self):
+        while True:
+            await asyncio.sleep(self.config.capture_flush_seconds)
+            try:
+                await self.flush_captures()
+            except Exception:  # pylint: disable=broad-except  # the loop must outlive any one write
+                LOG.exception("capture: a flush failed")
+
+    async def flush_captures(self):
+        """Write each version's sample of the period (taken on the loop, written off it)."""
+        if self.writer is None:
+            self.models.retired.clear()
+            return
+        batches = []
+        while self.models.retired:
+            model = self.models.retired.popleft()
+            if model.capture:
+                batches.append((model.name, model.version, model.capture.drain()[0]))
+        for model in self.models.loaded():
+            if model.capture:
+                batches.append((model.name, model.version, model.capture.drain()[0]))
+        for name, version, lines in batches:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.writer.write, name, version, lines)
+            except OSError as exc:
+                self.metrics.event("capture_error")
+                LOG.error("model %s: capture not written: %s", name, exc)
 
     # -- middleware-ish checks ---------------------------------------------------------------
     def unauthorized(self, request):
@@ -254,6 +296,11 @@ class Server:
         """Add an answered request to its version's statistics. Statistics never fail a request,
         nor can one request turn them off: a request whose statistics fail is left out of them,
         counted (stats_error, and the version's errors) and logged at the 1st, 10th, 100th... time."""
+        if model.capture is not None:
+            try:
+                model.capture.offer(arrays, outputs)
+            except Exception:  # pylint: disable=broad-except  # capture never fails a request
+                self.metrics.event("capture_error")
         stats = model.stats
         if stats is None:
             return

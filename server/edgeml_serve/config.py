@@ -36,6 +36,12 @@ class Config:  # pylint: disable=too-many-instance-attributes  # one field per s
     max_header_bytes: int = 64 << 10  # request line and headers; larger: 431
     max_buffered_bytes: int = 0  # request bodies held at once, all requests; 0: 4 x max_request_bytes
     statistics: bool = True  # running statistics of live inputs and outputs (stats.py)
+    # Data capture (capture.py): off unless capture_dir is set.
+    capture_dir: Optional[str] = None
+    capture_max_bytes: int = 64 << 20  # the whole directory; the oldest files go first
+    capture_samples: int = 256  # requests kept per version and period (a reservoir sample)
+    capture_max_sample_bytes: int = 64 << 10  # a request and its answer, as one JSON line
+    capture_flush_seconds: float = 300.0  # a period: its sample is written, a new one begins
 
     @property
     def token(self):
@@ -67,7 +73,8 @@ class Config:  # pylint: disable=too-many-instance-attributes  # one field per s
 
 KEYS = {"bind", "port", "token_file", "max_request_bytes", "threads", "intra_op_threads",
         "providers", "models", "limit_concurrency", "keep_alive_timeout", "header_timeout",
-        "body_timeout", "max_header_bytes", "max_buffered_bytes", "statistics"}
+        "body_timeout", "max_header_bytes", "max_buffered_bytes", "statistics", "capture_dir",
+        "capture_max_bytes", "capture_samples", "capture_max_sample_bytes", "capture_flush_seconds"}
 POSITIVE = ("limit_concurrency", "keep_alive_timeout", "header_timeout", "body_timeout")
 
 
@@ -94,6 +101,13 @@ def load(path):
     if config.threads < 1 or config.max_request_bytes < 1024:
         raise ConfigError(f"{path}: threads must be >= 1 and max_request_bytes >= 1024")
     for key in POSITIVE:
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{path}: {key} must be a number above 0, got {value!r}")
+    if config.capture_dir is not None and (not isinstance(config.capture_dir, str)
+                                           or not config.capture_dir.startswith("/")):
+        raise ConfigError(f"{path}: capture_dir must be an absolute path, got {config.capture_dir!r}")
+    for key in ("capture_max_bytes", "capture_samples", "capture_max_sample_bytes", "capture_flush_seconds"):
         value = getattr(config, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"{path}: {key} must be a number above 0, got {value!r}")

@@ -1,5 +1,6 @@
 """Loaded models: sessions made, warmed up and swapped in whole, so requests never see a mix."""
 
+import collections
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .protocol import ONNX_TO_V2, V2_TO_NUMPY
+from .capture import Reservoir
 from .stats import VersionStats
 
 LOG = logging.getLogger("edgeml_serve")
@@ -54,7 +56,8 @@ def physical_cores():
 class LoadedModel:
     """One version of one model: an onnxruntime session and what the protocol reports."""
 
-    def __init__(self, name, directory, filename, providers, intra_op_threads=0, statistics=True):  # pylint: disable=too-many-arguments
+    def __init__(self, name, directory, filename, providers, intra_op_threads=0, statistics=True,  # pylint: disable=too-many-arguments
+                 capture=None):
         self.name = name
         self.real_dir = os.path.realpath(directory)
         # The store names version directories by manifest digest: that is the served version.
@@ -93,6 +96,8 @@ class LoadedModel:
                 LOG.exception("model %s: its reference statistics are unusable; summarising "
                               "without them", name)
                 self.stats = VersionStats(self.version, self.inputs, None)
+        # capture: (samples, max_sample_bytes), or None when capture is off.
+        self.capture = Reservoir(*capture) if capture else None
 
     def warm_up(self):
         """Run once before serving: the golden inputs if there are any, else zeros."""
@@ -128,11 +133,15 @@ class LoadedModel:
 class ModelSet:
     """The models being served. load() swaps each model in whole or keeps the old one."""
 
-    def __init__(self, metrics, providers, intra_op_threads=0, statistics=True):
+    def __init__(self, metrics, providers, intra_op_threads=0, statistics=True, capture=None):  # pylint: disable=too-many-arguments
         self.metrics = metrics
         self.providers = providers
         self.intra_op_threads = intra_op_threads
         self.statistics = statistics
+        self.capture = capture  # (samples, max_sample_bytes) or None
+        # versions replaced or unloaded whose capture is still to be written (appended by load()
+        # in a worker thread, taken by the event loop: a deque's append and popleft are atomic)
+        self.retired = collections.deque()
         self._models = {}
         self._lock = threading.Lock()
         self.failures = {}  # model -> last load error
@@ -160,7 +169,7 @@ class ModelSet:
                     continue  # same version: nothing to do
                 try:
                     new = LoadedModel(model.name, model.path, model.file, self.providers,
-                                      self.intra_op_threads, self.statistics)
+                                      self.intra_op_threads, self.statistics, self.capture)
                 except Exception as exc:  # pylint: disable=broad-except  # any load error
                     self.failures[model.name] = str(exc)
                     self.metrics.load_failed(model.name)
@@ -169,10 +178,12 @@ class ModelSet:
                               exc)
                     continue
                 self._models[model.name] = new  # one reference swap: in-flight requests keep old
+                if old is not None:
+                    self.retired.append(old)
                 self.failures.pop(model.name, None)
                 self.metrics.loaded(model.name, new.version, new.load_seconds)
                 LOG.info("model %s: serving %s (%s, loaded in %.3f s)", model.name, new.version,
                          ",".join(new.providers), new.load_seconds)
             for name in set(self._models) - wanted:
-                del self._models[name]
+                self.retired.append(self._models.pop(name))
                 LOG.info("model %s: no longer configured, unloaded", name)

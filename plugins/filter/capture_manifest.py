@@ -1,0 +1,70 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) edgeml.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+DOCUMENTATION = r"""
+name: capture_manifest
+short_description: List the data capture files the monitor playbook fetched, as a dataset manifest
+version_added: 0.1.0
+description:
+  - Takes the host variables of the hosts the monitor playbook targeted, each with the
+    C(ansible.builtin.find) result of its capture directory, and returns one entry per file -
+    site, host, model, version, the file's path in the fetched dataset, bytes, sha256 and time.
+  - A file whose path does not end in C(<model>/<64 hex>/<name>.jsonl) is left out (the server
+    writes no other).
+options:
+  _input:
+    description: Host variables of every targeted host.
+    type: list
+    elements: dict
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Write the dataset's manifest
+  ansible.builtin.copy:
+    content: "{{ {'files': groups['sites'] | map('extract', hostvars) | edgeml.fleet.capture_manifest} | to_nice_json }}"
+    dest: edgeml-capture/manifest.json
+    mode: "0600"
+"""
+
+RETURN = r"""
+_value:
+  description: One entry per file, C({site, host, model, version, file, bytes, sha256, modified}).
+  type: list
+  elements: dict
+"""
+
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}\Z")
+HEX = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def capture_manifest(hostvars_list):
+    entries = []
+    for hostvars in hostvars_list:
+        host = str(hostvars.get("inventory_hostname", "?"))
+        site = str(hostvars.get("edgeml_site", "-"))
+        found = hostvars.get("__edgeml_capture") or {}
+        for item in found.get("files") or [] if isinstance(found, dict) else []:
+            path = str(item.get("path", "")) if isinstance(item, dict) else ""
+            version_dir = posixpath.dirname(path)
+            model, version = posixpath.basename(posixpath.dirname(version_dir)), posixpath.basename(version_dir)
+            name = posixpath.basename(path)
+            if not (NAME.match(model) and HEX.match(version) and name.endswith(".jsonl")):
+                continue
+            entries.append({"site": site, "host": host, "model": model, "version": f"sha256:{version}",
+                            "file": f"{site}/{model}/{version}/{host}-{name}",
+                            "bytes": item.get("size"), "sha256": item.get("checksum"),
+                            "modified": item.get("mtime")})
+    return sorted(entries, key=lambda e: (e["site"], e["model"], e["version"], e["host"], e["file"]))
+
+
+class FilterModule:
+    def filters(self):
+        return {"capture_manifest": capture_manifest}
