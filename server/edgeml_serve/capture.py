@@ -1,8 +1,8 @@
 """Optional data capture: a reservoir sample of a served version's requests and answers, written
 to disk from time to time, the directory capped in bytes. Off unless serve.yml sets capture_dir.
 
-What is captured is what clients send: it may be personal data. Files are created 0640 in
-directories 0750 (the service's user and group), never world-readable, and the oldest files are
+What is captured is what clients send: it may be personal data. Files are created at most 0640
+in directories 0750 (the service's user and group), never world-readable, and the oldest files are
 deleted once the directory holds more than capture_max_bytes. See the collection's
 docs/monitoring.md before turning it on.
 
