@@ -61,14 +61,14 @@ lint: venv
 	$(BIN)/ansible-lint --profile production
 
 unit: venv chromium
-	$(BIN)/pytest -q tests/unit server/tests
+	$(BIN)/pytest -q --durations=10 tests/unit server/tests
 
 # Headless Chromium renders the drift report's HTML page in a unit test (Debian's package).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 integration: lab-up
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q --durations=40 tests/integration
 
 molecule: venv
 	cd $(CURDIR) && $(BIN)/molecule test --all

@@ -15,7 +15,6 @@ import functools
 import http.client
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,9 +25,9 @@ import numpy as np
 import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests" / "integration"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "tests" / "lib"), str(ROOT)]
 from lab.models import read_samples  # noqa: E402
-from registries import free_port  # noqa: E402
+from serve_process import free_port, start_server  # noqa: E402
 
 MODELS = {"fraud": ("fraud-detector", "1.0"), "cnn": ("image-classifier", "1.0")}
 
@@ -124,16 +123,8 @@ def main():
     config = tmp / "serve.yml"
     config.write_text(f"port: {port}\nthreads: {args.threads}\nmodels:\n" + "".join(
         f"  - {{name: {name}, path: {sample(name)[0]}}}\n" for name in MODELS))
-    server = subprocess.Popen([sys.executable, "-m", "edgeml_serve", "--config", str(config)])  # pylint: disable=consider-using-with
+    server = start_server(config, port)
     try:
-        for _attempt in range(100):
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                conn.request("GET", "/v2/health/ready")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
         rows = []
         for name, binary in (("fraud", False), ("cnn", True)):
             directory, inputs = sample(name)

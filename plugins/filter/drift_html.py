@@ -90,12 +90,13 @@ def drift_html(report, threshold=0.2, title="edgeml.fleet drift report"):
         body.append(f'<h2>site {esc(str(entry["site"]))} &middot; model {esc(str(entry["model"]))} &middot; '
                     f'<span class="{state}">{state}</span> &middot; {int(entry.get("requests") or 0)} requests</h2>')
         body.append(_bars(entry.get("features") or [], threshold))
-        body.append("<table><tr><th>host</th><th>status</th><th>requests</th><th>worst PSI</th>"
+        body.append("<table><tr><th>host</th><th>status</th><th>figures of</th><th>requests</th><th>worst PSI</th>"
                     "<th>drifted features</th></tr>")
         for host in entry.get("hosts", []):
             worst = host.get("max_psi")
+            when = f'result report, {host.get("reported_at")}' if host.get("source") == "result report" else "now"
             body.append(f'<tr><td>{esc(str(host.get("host")))}</td><td>{esc(str(host.get("status")))}</td>'
-                        f'<td>{int(host.get("requests") or 0)}</td>'
+                        f'<td>{esc(when)}</td><td>{int(host.get("requests") or 0)}</td>'
                         f'<td>{"-" if worst is None else f"{worst:.3f}"}</td>'
                         f'<td>{esc(", ".join(map(str, host.get("drifted") or [])) or (host.get("message") or ""))}</td></tr>')
         body.append("</table>")

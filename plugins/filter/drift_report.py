@@ -16,8 +16,11 @@ description:
     M(edgeml.fleet.model_drift) results it registered in C(edgeml_drift), and returns one
     document - per site and model, the hosts with their status, traffic and worst PSI, each
     feature's worst PSI over the site's hosts, and whether the site drifted - plus totals.
-  - A host without results (unreachable, failed, or at a disconnected site) is listed with the
-    reason in C(unmeasured).
+  - A host of a disconnected site is measured through the result report carried home from its
+    last offline bootstrap (C(edgeml_offline_report), with a C(drift) list); its entries say
+    C(source=result report) and C(reported_at), the date its figures were taken.
+  - A host without results (unreachable, failed, or a disconnected site with no carried report)
+    is listed with the reason in C(unmeasured).
 options:
   _input:
     description: Host variables of every targeted host.
@@ -66,6 +69,11 @@ def drift_report(hostvars_list):
         totals["hosts"] += 1
         host, site = _hostname(hostvars), str(hostvars.get("edgeml_site", "-"))
         results = (hostvars.get("edgeml_drift") or {}).get("results")
+        source, reported_at = "live", None
+        carried = hostvars.get("edgeml_offline_report")
+        if not isinstance(results, list) and isinstance(carried, dict) and isinstance(carried.get("drift"), list):
+            # a disconnected site's figures, carried home in its result report: dated
+            results, source, reported_at = carried["drift"], "result report", _text(carried.get("reported_at"))
         if not isinstance(results, list):
             why = ("disconnected site: its statistics come home with its result report"
                    if hostvars.get("edgeml_connectivity") == "disconnected" else "not measured (unreachable or failed)")
@@ -85,6 +93,7 @@ def drift_report(hostvars_list):
             requests = _number(result.get("requests")) or 0
             drifted = result.get("drifted") if isinstance(result.get("drifted"), list) else []
             entry["hosts"].append({"host": host, "status": status, "version": _text(result.get("version")),
+                                   "source": source, "reported_at": reported_at,
                                    "requests": requests, "max_psi": _number(result.get("max_psi")),
                                    "drifted": [_text(d) for d in drifted], "message": _text(result.get("message"))})
             entry["requests"] += requests

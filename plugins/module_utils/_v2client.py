@@ -24,6 +24,16 @@ from ansible.module_utils.urls import open_url
 from ansible_collections.edgeml.fleet.plugins.module_utils._golden import GoldenError, flatten, shape_of
 
 
+# The options of every module that talks to an inference server (doc fragment edgeml.fleet.v2_server).
+SERVER_ARGS = {
+    "url": {"type": "str", "default": "http://127.0.0.1:8080"},
+    "token": {"type": "str", "no_log": True},
+    "request_timeout": {"type": "int", "default": 10},
+    "validate_certs": {"type": "bool", "default": True},
+    "ca_path": {"type": "path"},
+}
+
+
 class ProbeError(Exception):
     pass
 

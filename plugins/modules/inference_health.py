@@ -22,20 +22,14 @@ description:
 author: edgeml.fleet developers (@edgeml)
 extends_documentation_fragment:
   - edgeml.fleet.read_only
+  - edgeml.fleet.v2_server
 options:
-  url:
-    description: Base URL of the server.
-    type: str
-    default: http://127.0.0.1:8080
   model:
     description: The model to probe; without it only the server's live and ready probes run.
     type: str
   version:
     description: The version the model must serve (for the edgeml server, the manifest digest
       C(sha256:...)); waits for it until O(timeout).
-    type: str
-  token:
-    description: Bearer token for the server.
     type: str
   golden:
     description:
@@ -77,17 +71,6 @@ options:
     description: Seconds to wait for readiness and for O(version).
     type: int
     default: 60
-  request_timeout:
-    description: Seconds to wait for one HTTP answer.
-    type: int
-    default: 10
-  validate_certs:
-    description: Verify the server's TLS certificate (for an https O(url)).
-    type: bool
-    default: true
-  ca_path:
-    description: CA bundle for the server's certificate.
-    type: path
 notes:
   - Runs on the edge host with only the Python standard library; by default it probes the local
     server.
@@ -172,15 +155,15 @@ waited:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._health import run
+from ansible_collections.edgeml.fleet.plugins.module_utils._v2client import SERVER_ARGS
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
-            "url": {"type": "str", "default": "http://127.0.0.1:8080"},
+            **SERVER_ARGS,
             "model": {"type": "str"},
             "version": {"type": "str"},
-            "token": {"type": "str", "no_log": True},
             "golden": {"type": "list", "elements": "dict"},
             "golden_file": {"type": "path"},
             "tolerance": {"type": "float"},
@@ -189,9 +172,6 @@ def main():
             "latency_p95_ms": {"type": "float"},
             "providers": {"type": "list", "elements": "str", "default": []},
             "timeout": {"type": "int", "default": 60},
-            "request_timeout": {"type": "int", "default": 10},
-            "validate_certs": {"type": "bool", "default": True},
-            "ca_path": {"type": "path"},
         },
         required_by={"version": "model", "golden": "model", "golden_file": "model"},
         supports_check_mode=True,

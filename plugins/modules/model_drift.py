@@ -25,18 +25,12 @@ description:
 author: edgeml.fleet developers (@edgeml)
 extends_documentation_fragment:
   - edgeml.fleet.read_only
+  - edgeml.fleet.v2_server
 options:
   model:
     description: The served model.
     type: str
     required: true
-  url:
-    description: Base URL of the inference server.
-    type: str
-    default: http://127.0.0.1:8080
-  token:
-    description: Bearer token for the server.
-    type: str
   store_dir:
     description: The host's model store; the served version's C(edgeml-model.json) is read from
       C(<store_dir>/<model>/current).
@@ -51,17 +45,6 @@ options:
     description: Live values a feature needs before its PSI is computed.
     type: int
     default: 100
-  request_timeout:
-    description: Seconds to wait for the server's answer.
-    type: int
-    default: 10
-  validate_certs:
-    description: Verify the server's TLS certificate (for an https O(url)).
-    type: bool
-    default: true
-  ca_path:
-    description: CA bundle for the server's certificate.
-    type: path
 notes:
   - Runs on the edge host with only the Python standard library.
   - The statistics start afresh with each new version the server loads; see docs/monitoring.md.
@@ -148,7 +131,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.edgeml.fleet.plugins.module_utils._drift import DriftError, compare, threshold_of
 from ansible_collections.edgeml.fleet.plugins.module_utils._golden import GoldenError, read_metadata
 from ansible_collections.edgeml.fleet.plugins.module_utils._store import StoreError, check_model_name
-from ansible_collections.edgeml.fleet.plugins.module_utils._v2client import ProbeError, V2Client
+from ansible_collections.edgeml.fleet.plugins.module_utils._v2client import SERVER_ARGS, ProbeError, V2Client
 
 
 def run(module):
@@ -190,15 +173,11 @@ def run(module):
 def main():
     module = AnsibleModule(
         argument_spec={
+            **SERVER_ARGS,
             "model": {"type": "str", "required": True},
-            "url": {"type": "str", "default": "http://127.0.0.1:8080"},
-            "token": {"type": "str", "no_log": True},
             "store_dir": {"type": "path", "default": "/var/lib/edgeml/models"},
             "psi_threshold": {"type": "float"},
             "min_count": {"type": "int", "default": 100},
-            "request_timeout": {"type": "int", "default": 10},
-            "validate_certs": {"type": "bool", "default": True},
-            "ca_path": {"type": "path"},
         },
         supports_check_mode=True,
     )

@@ -57,13 +57,22 @@ async def client_gone(scope, receive):
 
 class Answer(Response):
     """An inference answer. A large one goes out in pieces; if the client goes away meanwhile
-    the rest is not sent and on_gone(bytes sent, total) is called, once."""
+    the rest is not sent and on_gone(bytes sent, total) is called, once. after(), if given, is
+    called once the answer is out (or could not be sent), on the event loop: a shadow's job."""
 
-    def __init__(self, content, headers, on_gone):
+    def __init__(self, content, headers, on_gone, after=None):
         super().__init__(content, headers=headers)
         self.on_gone = on_gone
+        self.after = after
 
     async def __call__(self, scope, receive, send):
+        try:
+            await self.send_answer(scope, receive, send)
+        finally:
+            if self.after is not None:
+                self.after()
+
+    async def send_answer(self, scope, receive, send):
         await send({"type": "http.response.start", "status": self.status_code,
                     "headers": self.raw_headers})
         total = len(self.body)
@@ -92,6 +101,8 @@ class Server:
         self.writer = CaptureWriter(self.config.capture_dir, self.config.capture_max_bytes) \
             if self.config.capture_dir else None
         self.executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="infer")
+        # shadow candidates run here, one request at a time (shadow.py)
+        self.shadow_executor = ThreadPoolExecutor(1, thread_name_prefix="shadow")
         self.token = self.config.token
         self.events = Events(self.metrics)
         self.buffered = 0  # request body bytes held now, all requests (max_buffered_bytes)
@@ -126,6 +137,7 @@ class Server:
         flusher.cancel()
         await self.flush_captures()  # what the last period kept
         self.executor.shutdown(wait=True)
+        self.shadow_executor.shutdown(wait=True, cancel_futures=True)
 
     async def flush_captures_every(self):
         while True:
@@ -259,11 +271,13 @@ class Server:
             request_id, arrays, names, binary = decode(
                 body, request.headers.get("inference-header-content-length"), model.inputs,
                 self.config.max_elements)
+            inferring = time.perf_counter()
             if model.inline:  # fast once warm (see LoadedModel)
                 outputs = model.infer(arrays, names)
             else:
                 outputs = await asyncio.get_running_loop().run_in_executor(
                     self.executor, model.infer, arrays, names)
+            inferred = time.perf_counter() - inferring
             data, headers = encode(model.name, model.version, request_id, outputs, binary)
         except BadRequest as exc:
             self.metrics.error(name, 400)
@@ -289,8 +303,11 @@ class Server:
         if await client_gone(request.scope, request.receive):
             return self.gone(request, name, "before its answer was ready")
         self.metrics.observe(name, time.perf_counter() - started)
+        shadow, after = self.models.shadows.get(name), None
+        if shadow is not None and shadow.serving_version == model.version:
+            after = shadow.offer(self.shadow_executor, arrays, names, outputs, inferred)
         return Answer(data, headers, lambda sent, total: self.gone(
-            request, name, f"after {sent} of the {total} bytes of its answer"))
+            request, name, f"after {sent} of the {total} bytes of its answer"), after)
 
     def observe(self, model, arrays, outputs):
         """Add an answered request to its version's statistics. Statistics never fail a request,
@@ -325,6 +342,23 @@ class Server:
                               "the configuration)")
         return JSONResponse(model.stats.report(model.name))
 
+    async def shadow(self, request):
+        """What the comparison of a model's shadow candidate with its serving version found."""
+        denied = self.unauthorized(request)
+        if denied:
+            return denied
+        model, problem = self.model_or_error(request)
+        if problem:
+            return problem
+        shadow = self.models.shadows.get(model.name)
+        if shadow is None:
+            why = self.models.shadow_failures.get(model.name)
+            if why:
+                return JSONResponse({"error": f"model '{model.name}' has no shadow version ({why})",
+                                     "shadow_failed": why}, status_code=404)
+            return error(404, f"model '{model.name}' has no shadow version")
+        return JSONResponse(shadow.report(model.name))
+
     async def metrics_page(self, request):
         return self.unauthorized(request) or PlainTextResponse(
             self.metrics.render() + "\n".join(render_stats(self.models.loaded())) + "\n",
@@ -342,6 +376,7 @@ class Server:
             Route("/v2/models/{model}/infer", self.infer, methods=["POST"]),
             Route("/v2/models/{model}/versions/{version}/infer", self.infer, methods=["POST"]),
             Route("/v2/models/{model}/stats", self.stats),
+            Route("/v2/models/{model}/shadow", self.shadow),
             Route("/metrics", self.metrics_page),
         ]
         return Starlette(routes=routes, lifespan=self.lifespan)

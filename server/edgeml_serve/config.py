@@ -15,6 +15,10 @@ class ModelConfig:
     name: str
     path: str  # the store's <model>/current directory
     file: str = "model.onnx"
+    # A candidate version run beside this one on the same requests (shadow.py): its directory.
+    shadow: Optional[str] = None
+    shadow_tolerance: float = 0.001  # scores agree within this (absolute); labels exactly
+    shadow_outputs: List[str] = field(default_factory=list)  # compare only these; []: all
 
 
 @dataclass
@@ -75,7 +79,23 @@ KEYS = {"bind", "port", "token_file", "max_request_bytes", "threads", "intra_op_
         "providers", "models", "limit_concurrency", "keep_alive_timeout", "header_timeout",
         "body_timeout", "max_header_bytes", "max_buffered_bytes", "statistics", "capture_dir",
         "capture_max_bytes", "capture_samples", "capture_max_sample_bytes", "capture_flush_seconds"}
+MODEL_KEYS = {"name", "path", "file", "shadow", "shadow_tolerance", "shadow_outputs"}
 POSITIVE = ("limit_concurrency", "keep_alive_timeout", "header_timeout", "body_timeout")
+
+
+def _shadow_checked(path, model):
+    where = f"{path}: model {model.name!r}"
+    if model.shadow is not None and (not isinstance(model.shadow, str) or not model.shadow.startswith("/")):
+        raise ConfigError(f"{where}: shadow must be an absolute path, got {model.shadow!r}")
+    tolerance = model.shadow_tolerance
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) \
+            or not 0 <= tolerance < float("inf"):
+        raise ConfigError(f"{where}: shadow_tolerance must be a finite number >= 0, got {tolerance!r}")
+    if not isinstance(model.shadow_outputs, list) \
+            or not all(isinstance(n, str) and n for n in model.shadow_outputs):
+        raise ConfigError(f"{where}: shadow_outputs must be a list of output names, "
+                          f"got {model.shadow_outputs!r}")
+    return model
 
 
 def load(path):
@@ -93,7 +113,11 @@ def load(path):
     for entry in data.pop("models", None) or []:
         if not isinstance(entry, dict) or not entry.get("name") or not entry.get("path"):
             raise ConfigError(f"{path}: each model needs a name and a path, got {entry!r}")
-        models.append(ModelConfig(**entry))
+        unknown = set(entry) - MODEL_KEYS
+        if unknown:
+            raise ConfigError(f"{path}: model {entry['name']!r}: unknown keys {sorted(unknown)}; "
+                              f"allowed: {sorted(MODEL_KEYS)}")
+        models.append(_shadow_checked(path, ModelConfig(**entry)))
     names = [m.name for m in models]
     if len(names) != len(set(names)):
         raise ConfigError(f"{path}: model names must be unique, got {names}")

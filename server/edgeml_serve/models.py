@@ -12,6 +12,7 @@ import onnxruntime as ort
 
 from .protocol import ONNX_TO_V2, V2_TO_NUMPY
 from .capture import Reservoir
+from .shadow import Shadow
 from .stats import VersionStats
 
 LOG = logging.getLogger("edgeml_serve")
@@ -84,7 +85,8 @@ class LoadedModel:
         # ones run on the worker threads, so health probes and other models keep answering.
         warm = time.perf_counter()
         self.warm_up()
-        self.inline = time.perf_counter() - warm < INLINE_SECONDS
+        self.warm_seconds = time.perf_counter() - warm
+        self.inline = self.warm_seconds < INLINE_SECONDS
         self.providers = self.session.get_providers()
         # Made after the warm-up, which is not traffic; kept while this version serves. A
         # reference the statistics cannot use never stops the version from serving.
@@ -145,6 +147,8 @@ class ModelSet:
         self._models = {}
         self._lock = threading.Lock()
         self.failures = {}  # model -> last load error
+        self.shadows = {}  # model -> Shadow: its candidate beside the version in service
+        self.shadow_failures = {}  # model -> why its configured candidate is not loaded
 
     def get(self, name):
         return self._models.get(name)
@@ -187,3 +191,38 @@ class ModelSet:
             for name in set(self._models) - wanted:
                 self.retired.append(self._models.pop(name))
                 LOG.info("model %s: no longer configured, unloaded", name)
+            for model in configured:
+                self._load_shadow(model)
+            for name in set(self.shadows) - {m.name for m in configured if m.shadow}:
+                LOG.info("model %s: shadow %s removed", name, self.shadows.pop(name).candidate.version)
+            for name in set(self.shadow_failures) - {m.name for m in configured if m.shadow}:
+                del self.shadow_failures[name]
+
+    def _load_shadow(self, model):
+        """Load (or keep) the candidate a model's configuration names beside it. A new serving
+        version or new comparison settings start the comparison afresh; a candidate that does
+        not load is reported on the shadow route, and the serving version serves on."""
+        serving = self._models.get(model.name)
+        old = self.shadows.get(model.name)
+        if not model.shadow or serving is None:
+            return
+        real = os.path.realpath(model.shadow)
+        settings = (serving.version, model.shadow_tolerance, list(model.shadow_outputs))
+        if old and old.candidate.real_dir == real \
+                and (old.serving_version, old.tolerance, old.outputs) == settings:
+            return
+        try:
+            # One intra-op thread: a candidate's thread pool would spin on the cores the
+            # serving version needs (bench/serve_stats.py); it runs off the answer's path anyway.
+            candidate = old.candidate if old and old.candidate.real_dir == real else LoadedModel(
+                model.name, model.shadow, model.file, self.providers, 1, statistics=False)
+        except Exception as exc:  # pylint: disable=broad-except  # any load error
+            self.shadows.pop(model.name, None)
+            self.shadow_failures[model.name] = f"loading {real} failed: {exc}"
+            LOG.error("model %s: shadow %s not loaded: %s", model.name, real, exc)
+            return
+        self.shadows[model.name] = Shadow(candidate, serving.version, model.shadow_tolerance,
+                                          model.shadow_outputs)
+        self.shadow_failures.pop(model.name, None)
+        LOG.info("model %s: shadow %s beside %s (%s)", model.name, candidate.version,
+                 serving.version, ",".join(candidate.providers))

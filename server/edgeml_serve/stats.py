@@ -23,9 +23,10 @@ import numpy as np
 from .metrics import _label
 
 MAX_FEATURES = 1024
-MAX_VALUES_PER_FEATURE = 4096
+MAX_VALUES_PER_FEATURE = 1024
 MAX_MAGNITUDE = 1e150  # beyond this a value's square overflows: counted, not summarised
 BATCH = 64  # rows summarised at once (small requests wait in a fixed buffer until then)
+SMALL = 1024  # values in an array: a request whose arrays are all this small waits with others
 MAX_LABELS = 64
 MAX_OUTPUT_COLUMNS = 64
 CHANNELS = (1, 3, 4)
@@ -54,22 +55,23 @@ def _stride(rows):
     return max(1, -(-rows // MAX_VALUES_PER_FEATURE))
 
 
-def _columns(array, kind):
+def _columns(array, kind, thin=True):
     """The array as (values, features), one column per feature, at most MAX_VALUES_PER_FEATURE
-    rows (an even stride, taken on a view before anything is copied); None when its rank does
-    not fit the layout."""
+    rows (an even stride, taken on a view before anything is copied; thin=False: every row);
+    None when its rank does not fit the layout."""
+    stride = _stride if thin else (lambda _rows: 1)
     if kind == "flat":
         flat = array.reshape(-1)
-        return flat[::_stride(flat.shape[0])].reshape(-1, 1)
+        return flat[::stride(flat.shape[0])].reshape(-1, 1)
     if kind == "features":
-        return array[::_stride(array.shape[0])] if array.ndim == 2 else None
+        return array[::stride(array.shape[0])] if array.ndim == 2 else None
     if array.ndim != 4:
         return None
     if kind == "channels_last":
         pixels = array.reshape(-1, array.shape[3])
-        return pixels[::_stride(pixels.shape[0])]
+        return pixels[::stride(pixels.shape[0])]
     planes = array.reshape(array.shape[0], array.shape[1], -1)  # channels first: (N, C, H*W)
-    thinned = planes[:, :, ::_stride(planes.shape[0] * planes.shape[2])]
+    thinned = planes[:, :, ::stride(planes.shape[0] * planes.shape[2])]
     return np.moveaxis(thinned, 1, -1).reshape(-1, array.shape[1])
 
 
@@ -123,10 +125,12 @@ class FeatureTable:
             self.first = np.array([e[0] for e in edges], np.float64)
             self.last = np.array([e[-1] for e in edges], np.float64)
 
-    def observe(self, array):
+    def observe(self, array, thin=True):
+        """Add one request's array (thin=False: a batch of small requests, each within the
+        thinning's limit already, so every row of it counts)."""
         if array.size == 0:
             return True  # nothing to count (a zero-sized axis)
-        values = _columns(array, self.kind)
+        values = _columns(array, self.kind, thin)
         if values is None or values.shape[-1] != self.width:
             return False  # not the shape this version's statistics were made for
         rows = values.shape[0]
@@ -198,7 +202,7 @@ class OutputTable:
         self.other = 0
         self.columns = None  # FeatureTable for float outputs, made on the first answer
 
-    def observe(self, array):
+    def observe(self, array, thin=True):
         if array.dtype.kind in "iub":
             if array.size <= BATCH:  # a few labels: cheaper one by one than through np.unique
                 pairs = ((value, 1) for value in array.ravel().tolist())
@@ -215,7 +219,7 @@ class OutputTable:
             if self.columns is None:
                 width = array.shape[1] if array.ndim == 2 and array.shape[1] <= MAX_OUTPUT_COLUMNS else 1
                 self.columns = FeatureTable("features" if width > 1 else "flat", width)
-            self.columns.observe(array)
+            self.columns.observe(array, thin)
 
     def report(self):
         if self.columns is not None:
@@ -248,21 +252,53 @@ class VersionStats:
             if 0 < width <= MAX_FEATURES:
                 self.inputs[spec["name"]] = FeatureTable(kind, width, ref)
         self.outputs = {}
+        self.waiting = []  # small requests not yet summarised (at most BATCH)
 
     def observe(self, arrays, outputs):
+        """Count a request. Small ones (every array at most SMALL values: a row or a few) wait,
+        up to BATCH of them, and are summarised together: the per-request cost is then a list
+        append, not a round of numpy calls per input and output."""
         self.requests += 1
+        if all(isinstance(a, np.ndarray) and a.size <= SMALL for a in (*arrays.values(), *outputs.values())):
+            self.waiting.append((arrays, outputs))
+            if len(self.waiting) >= BATCH:
+                self.flush()
+            return
+        self._observe(arrays, outputs, 1)
+
+    def flush(self):
+        """Summarise the requests waiting: as one batch when they have the same arrays (the usual
+        case), else one by one."""
+        waiting, self.waiting = self.waiting, []
+        if not waiting:
+            return
+        inputs, outputs = waiting[0][0].keys(), waiting[0][1].keys()
+        if all(a.keys() == inputs and o.keys() == outputs for a, o in waiting):
+            try:
+                merged = ({n: np.concatenate([a[n] for a, _o in waiting]) for n in inputs},
+                          {n: np.concatenate([o[n] for _a, o in waiting]) for n in outputs})
+            except (ValueError, TypeError):  # shapes that do not stack: one by one below
+                merged = None
+            if merged is not None:
+                self._observe(*merged, len(waiting), thin=False)
+                return
+        for arrays, answer in waiting:
+            self._observe(arrays, answer, 1)
+
+    def _observe(self, arrays, outputs, requests, thin=True):
         for name, table in self.inputs.items():
             array = arrays.get(name)
-            if array is None or array.dtype.kind not in "iufb" or not table.observe(array):
-                self.skipped += 1
+            if array is None or array.dtype.kind not in "iufb" or not table.observe(array, thin):
+                self.skipped += requests
         for name, array in outputs.items():
             if isinstance(array, np.ndarray) and array.dtype.kind in "iufb":
                 table = self.outputs.get(name)
                 if table is None:
                     table = self.outputs[name] = OutputTable()
-                table.observe(array)
+                table.observe(array, thin)
 
     def report(self, model):
+        self.flush()
         return {"model": model, "version": self.version, "since": self.since,
                 "requests": self.requests, "skipped": self.skipped, "errors": self.errors,
                 "reference": self.reference,
@@ -277,6 +313,7 @@ def render(models):
         stats = model.stats
         if stats is None:
             continue
+        stats.flush()
         for name, table in stats.inputs.items():
             table.flush()
             labels = f'model="{_label(model.name)}",input="{_label(name)}"'

@@ -7,6 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from conftest import switch
 from starlette.testclient import TestClient
 
@@ -23,6 +24,39 @@ def reference(bins=4, low=0.0, high=8.0):
     return {"source": "validation.npy", "bins": bins, "inputs": {"x": {
         "layout": "features", "samples": 100, "shape": [4],
         "features": [{"name": f"f{i}", "edges": edges, "counts": [25] * bins} for i in range(4)]}}}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 256), st.sampled_from([4, 4, 4, 3]), st.booleans()),
+                min_size=1, max_size=150), st.integers(0, 2**32 - 1))
+def test_small_requests_summarised_together_give_what_one_by_one_gives(requests, seed):
+    """Requests that wait and are summarised as one batch (the usual case) end up in exactly the
+    tables they would have one by one, whatever their sizes (together far more rows than one
+    request may add: a batch is not thinned), widths (a 3-wide one does not fit) and outputs
+    (labels or scores) are."""
+    requests = requests + [(256, 4, False)] * 8  # at least 2,048 rows together
+    rng = np.random.default_rng(seed)
+    batched, single = VersionStats("v", INPUTS, reference()), VersionStats("v", INPUTS, reference())
+    for rows, width, labels in requests:
+        arrays = {"x": rng.normal(4, 3, (rows, width)).astype(np.float32)}
+        outputs = {"label": rng.integers(0, 3, rows)} if labels else {"y": arrays["x"] * 2}
+        batched.observe(arrays, outputs)
+        single._observe(arrays, outputs, 1)  # pylint: disable=protected-access
+    mine, theirs = batched.report("m"), single.report("m")
+    assert (mine["requests"], mine["skipped"]) == (len(requests), theirs["skipped"])
+    for side in ("inputs", "outputs"):
+        assert _close(mine[side], theirs[side]), (side, mine[side], theirs[side])
+
+
+def _close(one, other):
+    """Equal, floats within rounding (a batch's mean is merged in another order)."""
+    if isinstance(one, dict):
+        return one.keys() == other.keys() and all(_close(one[k], other[k]) for k in one)
+    if isinstance(one, list):
+        return len(one) == len(other) and all(_close(a, b) for a, b in zip(one, other))
+    if isinstance(one, float) and isinstance(other, float):
+        return one == pytest.approx(other, rel=1e-9, abs=1e-9)
+    return one == other
 
 
 def test_summaries_match_numpy_over_many_small_requests():

@@ -4,19 +4,21 @@ and the site playbook run the way automation controllers run it (ansible-runner)
 import json
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "edge-a2"
 # Sends v2 infer requests to the local server until told to stop; prints what it saw.
 CLIENT = r"""
-import json, sys, time, urllib.request
+import json, os, sys, time, urllib.request
 body = json.dumps({"inputs": [{"name": "transaction", "datatype": "FP32", "shape": [1, 8],
                                "data": [40.0, 3, 0.2, 5.0, 2, 0, 900, 1.1]}]}).encode()
 ok = failed = 0
 versions, errors = [], []
 deadline = time.monotonic() + float(sys.argv[1])
-while time.monotonic() < deadline:
+stop = sys.argv[2] if len(sys.argv) > 2 else None  # a file whose existence ends the run early
+while time.monotonic() < deadline and not (stop and os.path.exists(stop)):
     try:
         req = urllib.request.Request("http://127.0.0.1:8080/v2/models/fraud-detector/infer", body,
                                      {"Content-Type": "application/json"})
@@ -88,6 +90,60 @@ def test_a_gpu_host_serving_on_cpu_fails_the_gate_unless_cpu_is_allowed(playbook
                      "-e", "model_deploy_allow_cpu=true")
     assert allowed.rc == 0, allowed.failure(HOST)
     assert served(HOST) != before
+    back = deploy(playbook, "models/fraud-detector:1.0")  # leave the lab on v1
+    assert back.rc == 0, back.failure(HOST)
+
+
+class Traffic:
+    """The client above on HOST, in a thread, until the block ends; .result is what it saw."""
+
+    def __init__(self):
+        self.result, self.stop = {}, f"/tmp/stop-traffic-{time.monotonic_ns()}"
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self):
+        proc = subprocess.run(["docker", "exec", HOST, "python3", "-c", CLIENT, "300", self.stop],
+                              capture_output=True, text=True, check=True)
+        self.result.update(json.loads(proc.stdout))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc):
+        subprocess.run(["docker", "exec", HOST, "touch", self.stop], check=True)
+        self.thread.join()
+
+
+SHADOW = ["-e", "model_deploy_shadow=true", "-e", "model_deploy_shadow_min_requests=100",
+          "-e", "model_deploy_shadow_timeout=120",
+          "-e", "model_deploy_retry_rejected=true",  # judged again, whatever an earlier test did
+          # scores within 1.0 always agree: the labels decide (1.1 scores differently from 1.0)
+          "-e", "model_deploy_shadow_tolerance=1.0"]
+
+
+def test_a_shadow_that_disagrees_is_removed_and_one_that_agrees_is_promoted(playbook):
+    """The lab's regressed fraud version (labels inverted) runs as a shadow on live traffic: it
+    is never promoted, and is removed; 1.1 agrees on the labels and is switched to, with no
+    failed request meanwhile."""
+    before = served(HOST)  # 1.0, as the tests above left it
+    with Traffic() as traffic:
+        refused = deploy(playbook, "models/fraud-detector:1.3-regressed", *SHADOW)
+    assert refused.rc != 0
+    _task, failure = refused.failure(HOST)
+    assert "the shadow version did not pass: the candidate agreed on 0.0 %" in json.dumps(failure), failure
+    assert served(HOST) == before
+    assert traffic.result["failed"] == 0, traffic.result["errors"]
+    assert traffic.result["versions"] == ["sha256:" + before.rsplit("/", 1)[-1]]  # never answered by it
+    config = subprocess.run(["docker", "exec", HOST, "cat", "/etc/edgeml/serve.yml"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "shadow" not in config  # removed again
+    with Traffic() as traffic:
+        promoted = deploy(playbook, "models/fraud-detector:1.1", *SHADOW)
+    assert promoted.rc == 0, promoted.failure(HOST)
+    assert served(HOST) != before
+    assert traffic.result["failed"] == 0, traffic.result["errors"]
+    assert len(traffic.result["versions"]) == 2, traffic.result["versions"]
     back = deploy(playbook, "models/fraud-detector:1.0")  # leave the lab on v1
     assert back.rc == 0, back.failure(HOST)
 

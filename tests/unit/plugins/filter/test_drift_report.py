@@ -48,6 +48,28 @@ def test_sites_and_features_are_aggregated():
     assert "result report" in reasons["c1"] and "unreachable" in reasons["x9"]
 
 
+def test_a_disconnected_site_is_measured_through_its_carried_result_report():
+    carried = _host("c1", "site-c", connectivity="disconnected")
+    carried["edgeml_offline_report"] = {"host": "c1", "reported_at": "2026-11-20T08:00:00Z",
+                                        "drift": [_result("fraud", "drift", [0.5, 0.01], requests=70)]}
+    live = _host("c2", "site-c", _result("fraud", "steady", [0.01, 0.01]))
+    report = drift_report([carried, live])
+    assert report["unmeasured"] == [] and report["totals"]["measured"] == 2
+    site, = report["sites"]
+    assert site["drifted"] and site["requests"] == 570
+    first, second = site["hosts"]
+    assert (first["source"], first["reported_at"]) == ("result report", "2026-11-20T08:00:00Z")
+    assert (second["source"], second["reported_at"]) == ("live", None)
+    assert "result report, 2026-11-20T08:00:00Z" in drift_html(report, threshold=0.2)
+    # A host's live results win over an older carried report; a carried report without figures
+    # (or with something else where they belong) leaves the host unmeasured, not the run failed.
+    live["edgeml_offline_report"] = carried["edgeml_offline_report"]
+    assert drift_report([live])["sites"][0]["hosts"][0]["source"] == "live"
+    for odd in ({"host": "c1"}, {"host": "c1", "drift": "lots"}, "not a dict"):
+        carried["edgeml_offline_report"] = odd
+        assert drift_report([carried])["unmeasured"][0]["host"] == "c1"
+
+
 def test_the_page_shows_a_chart_per_site_model_and_loads_nothing():
     page = drift_html(drift_report(FLEET), threshold=0.2)
     assert page.count("<svg") == 2 and page.count('class="bar"') == 4

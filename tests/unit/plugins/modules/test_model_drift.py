@@ -5,10 +5,7 @@ version without a reference, a stale answer; and crafted statistics refused with
 import http.client
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -17,6 +14,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from module_process import run_module
+from serve_process import free_port, start_server
 from ansible_collections.edgeml.fleet.plugins.module_utils._drift import DriftError, compare
 from ansible_collections.edgeml.fleet.plugins.module_utils._refstats import reference_stats
 
@@ -40,12 +38,6 @@ def _version(directory, sample=None):
     (directory / "edgeml-model.json").write_text(json.dumps(meta))
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A store (version A with a reference, B without) and the server serving A."""
@@ -55,18 +47,9 @@ def served(tmp_path_factory):
     _version(versions / A, root / "reference.npy")
     _version(versions / B)
     (root / "store" / "scale" / "current").symlink_to(f"versions/{A}")
-    port = _free_port()
+    port = free_port()
     (root / "serve.yml").write_text(f"port: {port}\nmodels:\n  - {{name: scale, path: {root}/store/scale/current}}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "edgeml_serve", "--config", str(root / "serve.yml")],  # pylint: disable=consider-using-with
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _attempt in range(300):
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/v2/health/ready")
-            if conn.getresponse().status == 200:
-                break
-        except OSError:
-            time.sleep(0.1)
+    proc = start_server(root / "serve.yml", port, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     yield root, port, proc
     proc.terminate()
     proc.wait(10)
@@ -128,7 +111,7 @@ def test_no_reference_and_a_stale_answer(served, tmp_path):
 
 def test_an_unreachable_server_fails_clearly(served, tmp_path):
     root, _port, _proc = served
-    result = _drift(root, _free_port(), tmp_path, request_timeout=2)
+    result = _drift(root, free_port(), tmp_path, request_timeout=2)
     assert result["failed"] and "cannot read the server's statistics" in result["msg"]
 
 
