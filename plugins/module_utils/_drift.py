@@ -22,6 +22,8 @@ import math
 from ansible_collections.edgeml.fleet.plugins.module_utils._refstats import psi
 
 DEFAULT_THRESHOLD = 0.2  # a PSI above this is commonly read as a significant shift
+DEFAULT_SHIFT = 0.5  # a score column whose live mean moved by more reference stds than this drifts
+MAX_LABELS = 256  # label values compared at most (the server and the reference keep 64 each)
 STEADY, DRIFT, LITTLE, NO_REFERENCE, STALE = (
     "steady", "drift", "insufficient traffic", "no reference", "stale")
 
@@ -50,7 +52,73 @@ def threshold_of(meta, given):
     return float(value)
 
 
-def compare(model, version, meta, stats, threshold, min_count):
+def _number(value, where):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DriftError(f"{where}: expected a finite number, got {str(value)[:40]}")
+    return float(value)
+
+
+def _label_counts(entry, where):
+    counts = entry.get("counts")
+    if not isinstance(counts, dict) or len(counts) > MAX_LABELS:
+        raise DriftError(f"{where}: expected label counts (at most {MAX_LABELS} values)")
+    other = entry.get("other", 0)
+    values = _counts(list(counts.values()) + [other], len(counts) + 1, where)
+    return {str(k): v for k, v in zip(counts, values)}, values[-1]
+
+
+def compare_outputs(model, reference, live, threshold, min_count, shift):
+    """Per output of the reference: labels compared by the PSI of their frequencies (the values
+    either side, plus "other"), score columns by how many reference standard deviations their
+    live mean moved. {output: entry}, and the drifted names."""
+    rows, drifted = {}, []
+    live = live if isinstance(live, dict) else {}
+    for name, ref in sorted(reference.items()):
+        where = f"model {model} output {name}"
+        if not isinstance(ref, dict) or ref.get("kind") not in ("labels", "scores"):
+            raise DriftError(f"{where}: the version's reference is malformed")
+        cur = live.get(name)
+        if not isinstance(cur, dict) or cur.get("kind") != ref["kind"]:
+            rows[name] = {"kind": ref["kind"], "count": 0, "drifted": False, "psi": None}
+            continue
+        if ref["kind"] == "labels":
+            ref_counts, ref_other = _label_counts(ref, f"{where} (reference)")
+            live_counts, live_other = _label_counts(cur, f"{where} (server)")
+            keys = sorted(set(ref_counts) | set(live_counts))
+            count = sum(live_counts.values()) + live_other
+            value = psi([ref_counts.get(k, 0) for k in keys] + [ref_other],
+                        [live_counts.get(k, 0) for k in keys] + [live_other]) if count >= min_count else None
+            entry = {"kind": "labels", "count": count, "psi": value,
+                     "drifted": value is not None and value > threshold,
+                     "reference": ref_counts, "live": live_counts}
+        else:
+            ref_columns, live_columns = ref.get("columns"), cur.get("features")
+            if not isinstance(ref_columns, list) or not isinstance(live_columns, list) \
+                    or len(ref_columns) != len(live_columns) \
+                    or not all(isinstance(c, dict) for c in ref_columns + live_columns):
+                raise DriftError(f"{where}: the server summarises other score columns than the reference")
+            columns = []
+            for index, (ref_col, cur_col) in enumerate(zip(ref_columns, live_columns)):
+                col = f"{where} column {index}"
+                count = _counts([cur_col.get("count", 0)], 1, f"{col} (server count)")[0]
+                moved = None
+                if count >= min_count and ref_col.get("count"):
+                    ref_mean, ref_std = _number(ref_col.get("mean"), f"{col} (reference mean)"), \
+                        _number(ref_col.get("std"), f"{col} (reference std)")
+                    live_mean = _number(cur_col.get("mean"), f"{col} (server mean)")
+                    # a constant reference column: any move at all, beyond rounding, counts
+                    moved = abs(live_mean - ref_mean) / max(ref_std, 1e-6 * (1 + abs(ref_mean)))
+                columns.append({"column": index, "count": count, "shift": moved,
+                                "drifted": moved is not None and moved > shift})
+            entry = {"kind": "scores", "count": min((c["count"] for c in columns), default=0),
+                     "columns": columns, "drifted": any(c["drifted"] for c in columns)}
+        rows[name] = entry
+        if entry["drifted"]:
+            drifted.append(f"output {name}")
+    return rows, drifted
+
+
+def compare(model, version, meta, stats, threshold, min_count, shift=DEFAULT_SHIFT):
     """The drift report of one model: status, per-input features with their PSI, the worst."""
     reference = meta.get("reference") if isinstance(meta.get("reference"), dict) else None
     report = {"model": model, "version": version, "threshold": threshold, "min_count": min_count,
@@ -113,6 +181,13 @@ def compare(model, version, meta, stats, threshold, min_count):
             if value is not None and (report["max_psi"] is None or value > report["max_psi"]):
                 report["max_psi"] = value
         report["inputs"][name] = rows
+    ref_outputs = reference.get("outputs")
+    if ref_outputs is not None:
+        if not isinstance(ref_outputs, dict):
+            raise DriftError(f"model {model}: the version's reference is malformed (outputs is not a mapping)")
+        report["outputs"], drifted = compare_outputs(model, ref_outputs, stats.get("outputs"), threshold,
+                                                     min_count, shift)
+        report["drifted"] += drifted
     if report["drifted"]:
         report["status"] = DRIFT
     elif seen_enough:

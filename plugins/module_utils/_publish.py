@@ -28,6 +28,7 @@ from ansible_collections.edgeml.fleet.plugins.module_utils._model_signing import
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
     NotFound, OCIError, OCI_INDEX, OCI_MANIFEST, TITLE, parse_ref)
 from ansible_collections.edgeml.fleet.plugins.module_utils._referrers import fetch_signatures
+from ansible_collections.edgeml.fleet.plugins.module_utils._refoutputs import reference_outputs
 from ansible_collections.edgeml.fleet.plugins.module_utils._refstats import SampleError, reference_stats
 
 
@@ -135,15 +136,19 @@ def sign(module, client, repo, subject, files, signer, result):
     return before, before + [signer.signer] if changed else before
 
 
-def with_reference(module, metadata, sample, bins):
+def with_reference(module, metadata, sample, bins, model_path):
     """A copy of the metadata file (same name, in the module's temporary directory) with the
-    reference sample's statistics as its `reference` entry; the summary for the result."""
+    reference sample's statistics as its `reference` entry (the model's outputs on the sample
+    too, where ONNX Runtime is installed); the summaries for the result."""
     doc = read_metadata(metadata)
     if not doc:
         raise GoldenError(f"{metadata}: no such file")
     names = [entry["name"] for entry in doc.get("inputs") or []
              if isinstance(entry, dict) and isinstance(entry.get("name"), str)]
     doc["reference"] = reference_stats(sample, bins, names or None)
+    outputs, why_not = reference_outputs(model_path, sample)
+    if outputs is not None:
+        doc["reference"]["outputs"] = outputs
     path = os.path.join(tempfile.mkdtemp(dir=module.tmpdir), os.path.basename(metadata))
     with open(path, "w", encoding="utf-8") as handle:
         # Sorted and fixed: the same model and sample always give the same bytes (and digest).
@@ -152,7 +157,7 @@ def with_reference(module, metadata, sample, bins):
     summary = {name: {"layout": entry["layout"], "samples": entry["samples"],
                       "features": len(entry["features"])}
                for name, entry in doc["reference"]["inputs"].items()}
-    return path, summary
+    return path, summary, sorted(outputs) if outputs is not None else f"not summarised: {why_not}"
 
 
 def run(module):
@@ -171,8 +176,8 @@ def run(module):
                 module.fail_json(msg="reference_sample needs metadata: its statistics are written "
                                      "into the model's edgeml-model.json", **result)
             try:
-                metadata, result["reference"] = with_reference(
-                    module, metadata, params["reference_sample"], params["reference_bins"])
+                metadata, result["reference"], result["reference_outputs"] = with_reference(
+                    module, metadata, params["reference_sample"], params["reference_bins"], params["model"])
             except (SampleError, GoldenError) as exc:
                 module.fail_json(msg=f"reference_sample: {exc}", **result)
         if metadata:

@@ -17,7 +17,9 @@ description:
     reference sample), and computes the population stability index (PSI) of each input feature's
     live histogram against the reference's, on the same bins.
   - A feature drifts when its PSI is above O(psi_threshold) after at least O(min_count) live
-    values. The model's status is V(drift), V(steady), V(insufficient traffic), V(no reference)
+    values. When the version was published with the model's outputs on the reference sample,
+    the outputs are compared too (labels by PSI, scores by the shift of their mean; see
+    O(output_shift_threshold)). The model's status is V(drift), V(steady), V(insufficient traffic), V(no reference)
     (the version was published without a reference sample) or V(stale) (the server's statistics
     are of another version than the store's).
   - Drift is reported, not a failure; the module fails only when it cannot read the statistics
@@ -42,9 +44,17 @@ options:
         else V(0.2).
     type: float
   min_count:
-    description: Live values a feature needs before its PSI is computed.
+    description: Live values a feature (or an output) needs before it is compared.
     type: int
     default: 100
+  output_shift_threshold:
+    description:
+      - For a version published with its outputs on the reference sample (C(reference.outputs)),
+        a score column drifts when its live mean moved by more than this many of the reference's
+        standard deviations. Label outputs drift when the PSI of their frequencies is above
+        O(psi_threshold).
+    type: float
+    default: 0.5
 notes:
   - Runs on the edge host with only the Python standard library.
   - The statistics start afresh with each new version the server loads; see docs/monitoring.md.
@@ -117,6 +127,16 @@ inputs:
   type: dict
   sample: {"transaction": [{"feature": "3", "psi": 0.41, "drifted": true, "count": 1520,
            "outside_reference": 12, "mean": 7.2, "reference_mean": 4.1}]}
+outputs:
+  description:
+    - Per output of the reference, C(kind) (V(labels) or V(scores)), live C(count) and
+      C(drifted); labels with their C(psi) and the C(reference) and C(live) counts per value,
+      scores with C(columns), each with its C(shift) (in reference standard deviations).
+    - A drifted output is listed in C(drifted) as C(output <name>).
+  returned: when the version's reference has outputs
+  type: dict
+  sample: {"label": {"kind": "labels", "count": 1520, "psi": 0.31, "drifted": true,
+           "reference": {"0": 1900, "1": 100}, "live": {"0": 1200, "1": 320}}}
 statistics:
   description: The server's running statistics as it answered them (histograms per feature, output counts).
   returned: when the server answered
@@ -150,6 +170,8 @@ def run(module):
     version = "sha256:" + os.path.basename(real)
     if params["min_count"] < 1:
         module.fail_json(msg=f"min_count must be 1 or more, got {params['min_count']}")
+    if not 0 < params["output_shift_threshold"] < float("inf"):
+        module.fail_json(msg=f"output_shift_threshold must be a number above 0, got {params['output_shift_threshold']}")
     try:
         meta = read_metadata(os.path.join(real, "edgeml-model.json"))
     except GoldenError as exc:
@@ -164,7 +186,7 @@ def run(module):
         module.fail_json(msg=f"model {model}: the server answered HTTP {status} for its statistics: {why}")
     try:
         report = compare(model, version, meta, stats, threshold_of(meta, params["psi_threshold"]),
-                         params["min_count"])
+                         params["min_count"], params["output_shift_threshold"])
     except DriftError as exc:
         module.fail_json(msg=str(exc), statistics=stats)
     module.exit_json(changed=False, statistics=stats, **report)
@@ -178,6 +200,7 @@ def main():
             "store_dir": {"type": "path", "default": "/var/lib/edgeml/models"},
             "psi_threshold": {"type": "float"},
             "min_count": {"type": "int", "default": 100},
+            "output_shift_threshold": {"type": "float", "default": 0.5},
         },
         supports_check_mode=True,
     )

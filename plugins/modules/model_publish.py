@@ -80,6 +80,9 @@ options:
         C(edgeml-model.json) as its C(reference) entry (the file given in O(metadata) is not
         changed). Per input and per feature (a column, or an image channel), the count, mean,
         standard deviation, minimum, maximum and a histogram of O(reference_bins) equal-width bins.
+      - Where ONNX Runtime and numpy are installed (the controller of the lab has them), the model
+        is run on the sample and its output distribution written too (C(reference.outputs));
+        M(edgeml.fleet.model_drift) compares live outputs with it.
       - An C(.npy) file (C order, a number dtype; object arrays are never read) or a C(.csv) file
         (numbers, an optional header row naming the columns) for a model with one input; an
         C(.npz) file with one C(NAME.npy) per input for several. At most 256 MiB.
@@ -165,6 +168,14 @@ reference:
   returned: when reference_sample is given
   type: dict
   sample: {"transaction": {"layout": "features", "samples": 2000, "features": 8}}
+reference_outputs:
+  description:
+    - The outputs whose distribution on O(reference_sample) was written into the reference (the
+      model run on the sample with ONNX Runtime; labels counted per value, scores summarised per
+      column), or why there are none (no ONNX Runtime where the module ran).
+  returned: when reference_sample is given
+  type: raw
+  sample: [label, probabilities]
 ref:
   description: The reference pushed, C(REPOSITORY:TAG).
   returned: success

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
+import pytest
 
 from modules import run_module
 
@@ -27,6 +29,7 @@ def test_reference_statistics_reach_the_host_with_the_model(registry, sample_mod
     checked = _publish(registry, "1", model, tmp_path / "validation.npy", reference_bins=12)
     assert not checked.get("failed"), checked
     assert checked["reference"] == {"transaction": {"layout": "features", "samples": 2000, "features": 8}}
+    assert checked["reference_outputs"] == ["label", "probabilities"]  # ONNX Runtime is on the controller
     again = _publish(registry, "1", model, tmp_path / "validation.npy", reference_bins=12)
     assert again["digest"] == checked["digest"] and not again["changed"]  # reproducible
     assert hashlib.sha256((model / "edgeml-model.json").read_bytes()).hexdigest() == metadata_before
@@ -44,6 +47,13 @@ def test_reference_statistics_reach_the_host_with_the_model(registry, sample_mod
         assert np.isclose(feature["mean"], sample[:, column].astype(np.float64).mean(), rtol=1e-5)
         assert feature["min"] == float(sample[:, column].min())
     assert meta["golden"] == json.loads((model / "edgeml-model.json").read_text())["golden"]
+    # the model's outputs on the same sample: label counts and the two probability columns
+    session = ort.InferenceSession(str(model / "model.onnx"), providers=["CPUExecutionProvider"])
+    labels, probabilities = session.run(["label", "probabilities"], {"transaction": sample})
+    outputs = reference["outputs"]
+    assert outputs["label"]["counts"] == {str(k): int((labels == k).sum()) for k in np.unique(labels)}
+    assert [c["mean"] for c in outputs["probabilities"]["columns"]] == pytest.approx(
+        probabilities.astype(np.float64).mean(axis=0).tolist(), rel=1e-4)
 
 
 def test_a_bad_sample_fails_clearly_and_pushes_nothing(registry, sample_models, tmp_path):

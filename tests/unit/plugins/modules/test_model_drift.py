@@ -16,6 +16,7 @@ from onnx import TensorProto, helper
 from module_process import run_module
 from serve_process import free_port, start_server
 from ansible_collections.edgeml.fleet.plugins.module_utils._drift import DriftError, compare
+from ansible_collections.edgeml.fleet.plugins.module_utils._refoutputs import reference_outputs
 from ansible_collections.edgeml.fleet.plugins.module_utils._refstats import reference_stats
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
@@ -35,6 +36,7 @@ def _version(directory, sample=None):
     meta = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]}
     if sample is not None:
         meta["reference"] = reference_stats(sample, 10, ["x"])
+        meta["reference"]["outputs"], _why_not = reference_outputs(str(directory / "model.onnx"), sample)
     (directory / "edgeml-model.json").write_text(json.dumps(meta))
 
 
@@ -80,16 +82,19 @@ def test_steady_then_one_shifted_feature(served, tmp_path):
     rng = np.random.default_rng(1)
     _send(port, rng.normal(0, 1, (600, 4)).astype(np.float32))
     steady = _drift(root, port, tmp_path)
-    assert steady["status"] == "steady" and steady["drifted"] == [], steady
+    assert steady["status"] == "steady" and steady["drifted"] == [], (steady["drifted"], steady.get("outputs"))
+    assert steady["outputs"]["y"]["kind"] == "scores" and max(c["shift"] for c in steady["outputs"]["y"]["columns"]) < 0.2
     assert steady["max_psi"] < 0.1 and steady["requests"] == 12 and steady["version"] == f"sha256:{A}"
     shifted = rng.normal(0, 1, (3000, 4)).astype(np.float32)
     shifted[:, 2] += 1.5
     _send(port, shifted)
     drift = _drift(root, port, tmp_path)
-    assert drift["status"] == "drift" and drift["drifted"] == ["x/2"], drift
+    # y = 2x: the output's column 2 moved with the input's feature 2, the others did not
+    assert drift["status"] == "drift" and drift["drifted"] == ["x/2", "output y"], drift
+    assert [c["drifted"] for c in drift["outputs"]["y"]["columns"]] == [False, False, True, False]
     feature = drift["inputs"]["x"][2]
     assert feature["psi"] > 0.2 and feature["count"] == 3600 and feature["outside_reference"] > 0
-    assert _drift(root, port, tmp_path, psi_threshold=50.0)["status"] == "steady"  # the inventory's say
+    assert _drift(root, port, tmp_path, psi_threshold=50.0, output_shift_threshold=50.0)["status"] == "steady"  # the inventory's say
 
 
 def test_no_reference_and_a_stale_answer(served, tmp_path):
