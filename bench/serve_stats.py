@@ -1,10 +1,11 @@
 """Benchmark: what the inference server's running statistics and a shadow version cost on the
 serving path.
 
-Three edgeml_serve processes on loopback serve the same two lab models, each with a reference in
+Four edgeml_serve processes on loopback serve the same two lab models, each with a reference in
 its edgeml-model.json (the statistics of a synthetic sample, as model_publish writes them): one
-with statistics off (serve.yml `statistics: false`), one with them on, and one with them on and
-a copy of each model as its shadow. In the same run, with rounds interleaved: p50/p99 latency of
+with statistics off (serve.yml `statistics: false`), one with them on, one with them on and a
+copy of each model as its shadow, and one with them on and ONNX Runtime's idle threads spinning
+(`intra_op_spinning: true`, ONNX Runtime's own default; the server's is false). In the same run, with rounds interleaved: p50/p99 latency of
 one request at a time, and throughput with 4 concurrent clients (median of the rounds). Goals:
 statistics cost <= 5 % of throughput; a shadow adds no more than the candidate's own inference
 time (its p50 as the shadow server measured it) to a request's p50.
@@ -56,10 +57,12 @@ def with_reference(name, work):
 
 
 def start(work, label, port, models, shadows=None):
-    """An edgeml_serve: statistics on unless label is "off"; shadows: {model: candidate dir}."""
+    """An edgeml_serve: statistics on unless label is "off"; ONNX Runtime's idle threads spinning
+    only for label "spin"; shadows: {model: candidate dir}."""
     config = work / f"{label}.yml"
     shadows = shadows or {}
-    config.write_text(f"port: {port}\nthreads: 2\nstatistics: {'false' if label == 'off' else 'true'}\nmodels:\n"
+    config.write_text(f"port: {port}\nthreads: 2\nstatistics: {'false' if label == 'off' else 'true'}\n"
+                      f"intra_op_spinning: {'true' if label == 'spin' else 'false'}\nmodels:\n"
                       + "".join(f"  - {{name: {n}, path: {d}"
                                 + (f", shadow: {shadows[n]}" if n in shadows else "") + "}\n"
                                 for n, d in models.items()))
@@ -115,7 +118,7 @@ def main():
         models[name], feeds[name] = with_reference(name, work)
         candidates[name] = models[name].parent / ("1" * 64)  # the same model as its own candidate
         shutil.copytree(models[name], candidates[name])
-    labels = ("off", "on", "shadow")
+    labels = ("off", "on", "shadow", "spin")
     ports = {label: free_port() for label in labels}
     servers = {label: start(work, label, ports[label], models, candidates if label == "shadow" else None)
                for label in labels}
@@ -171,6 +174,17 @@ def main():
         print(f"| {name:<5} | {added:>26.3f} | {candidate:>26.3f} | {'yes' if added <= candidate else 'no':^24} | "
               f"{(cpu['shadow'] - cpu['on']) * 1e6:>32.1f} | {report['requests']:>8} | {report['skipped']:>26} | "
               f"{report['agreement']:>9} |")
+    print()
+    print("ONNX Runtime's idle intra-op threads spinning (its default) against sleeping (the server's "
+          "default, intra_op_spinning: false), statistics on")
+    print("| model | p50 sleeping ms | p50 spinning ms | p99 sleeping ms | p99 spinning ms | req/s sleeping | "
+          "req/s spinning | CPU us/req sleeping | CPU us/req spinning |")
+    print("|-------|----------------:|----------------:|----------------:|----------------:|---------------:|"
+          "---------------:|--------------------:|--------------------:|")
+    for name, latency, rps, cpu, _report in rows:
+        print(f"| {name:<5} | {latency['on'][0] * 1e3:>15.3f} | {latency['spin'][0] * 1e3:>15.3f} | "
+              f"{latency['on'][1] * 1e3:>15.3f} | {latency['spin'][1] * 1e3:>15.3f} | {rps['on']:>14.0f} | "
+              f"{rps['spin']:>14.0f} | {cpu['on'] * 1e6:>19.1f} | {cpu['spin'] * 1e6:>19.1f} |")
     held, per_request = memory(args.million)
     print()
     print(f"Memory of one version's statistics (fraud model, reference of 10 bins, label and score "

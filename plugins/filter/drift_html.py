@@ -77,6 +77,10 @@ def _bars(features, threshold, width=640, row=18):
     return "".join(parts)
 
 
+def _ms(value):
+    return "-" if not isinstance(value, (int, float)) or isinstance(value, bool) else f"{value:.2f}"
+
+
 def drift_html(report, threshold=0.2, title="edgeml.fleet drift report"):
     """A self-contained HTML page of drift_report's document: per site and model, the PSI of
     each feature as a bar chart, each host's status and traffic. Every value is escaped."""
@@ -91,14 +95,16 @@ def drift_html(report, threshold=0.2, title="edgeml.fleet drift report"):
                     f'<span class="{state}">{state}</span> &middot; {int(entry.get("requests") or 0)} requests</h2>')
         body.append(_bars(entry.get("features") or [], threshold))
         body.append("<table><tr><th>host</th><th>status</th><th>figures of</th><th>requests</th><th>worst PSI</th>"
-                    "<th>drifted features</th></tr>")
+                    "<th>drifted features</th><th>p50 / p95 ms</th><th>errors</th></tr>")
         for host in entry.get("hosts", []):
             worst = host.get("max_psi")
             when = f'result report, {host.get("reported_at")}' if host.get("source") == "result report" else "now"
             body.append(f'<tr><td>{esc(str(host.get("host")))}</td><td>{esc(str(host.get("status")))}</td>'
                         f'<td>{esc(when)}</td><td>{int(host.get("requests") or 0)}</td>'
                         f'<td>{"-" if worst is None else f"{worst:.3f}"}</td>'
-                        f'<td>{esc(", ".join(map(str, host.get("drifted") or [])) or (host.get("message") or ""))}</td></tr>')
+                        f'<td>{esc(", ".join(map(str, host.get("drifted") or [])) or (host.get("message") or ""))}</td>'
+                        f'<td>{_ms(host.get("p50_ms"))} / {_ms(host.get("p95_ms"))}</td>'
+                        f'<td>{"-" if host.get("errors") is None else int(host["errors"])}</td></tr>')
         body.append("</table>")
     if report.get("unmeasured"):
         body.append("<h2>Not measured</h2><table><tr><th>host</th><th>site</th><th>why</th></tr>")

@@ -62,6 +62,13 @@ def _text(value):
     return "" if value is None else str(value)[:300]
 
 
+def _service(value):
+    """The model's answer times and errors on the host (figures from the host: numbers or None)."""
+    value = value if isinstance(value, dict) else {}
+    return {"p50_ms": _number(value.get("p50_ms")), "p95_ms": _number(value.get("p95_ms")),
+            "errors": _number(value.get("errors"))}
+
+
 def drift_report(hostvars_list):
     sites, unmeasured = {}, []
     totals = {"hosts": 0, "measured": 0, "models": 0, "drift": 0}
@@ -94,6 +101,7 @@ def drift_report(hostvars_list):
             drifted = result.get("drifted") if isinstance(result.get("drifted"), list) else []
             entry["hosts"].append({"host": host, "status": status, "version": _text(result.get("version")),
                                    "source": source, "reported_at": reported_at,
+                                   **_service(result.get("service")),
                                    "requests": requests, "max_psi": _number(result.get("max_psi")),
                                    "drifted": [_text(d) for d in drifted], "message": _text(result.get("message"))})
             entry["requests"] += requests

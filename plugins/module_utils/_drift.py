@@ -118,6 +118,23 @@ def compare_outputs(model, reference, live, threshold, min_count, shift):
     return rows, drifted
 
 
+def service_figures(value):
+    """The server's answer times and errors for the model (informational: a malformed figure is
+    left out, not an error)."""
+    value = value if isinstance(value, dict) else {}
+    latency = value.get("latency_ms") if isinstance(value.get("latency_ms"), dict) else {}
+
+    def whole(number):
+        return number if isinstance(number, int) and not isinstance(number, bool) and number >= 0 else None
+
+    def millis(number):
+        ok = isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number) and number >= 0
+        return float(number) if ok else None
+    errors = value.get("errors") if isinstance(value.get("errors"), dict) else {}
+    return {"requests": whole(value.get("requests")), "errors": sum(filter(None, map(whole, errors.values()))),
+            "p50_ms": millis(latency.get("p50")), "p95_ms": millis(latency.get("p95"))}
+
+
 def compare(model, version, meta, stats, threshold, min_count, shift=DEFAULT_SHIFT):
     """The drift report of one model: status, per-input features with their PSI, the worst."""
     reference = meta.get("reference") if isinstance(meta.get("reference"), dict) else None
@@ -125,6 +142,7 @@ def compare(model, version, meta, stats, threshold, min_count, shift=DEFAULT_SHI
               "requests": 0, "max_psi": None, "drifted": [], "inputs": {}}
     if not isinstance(stats, dict):
         raise DriftError(f"model {model}: the server's statistics are not a JSON object")
+    report["service"] = service_figures(stats.get("service"))
     if stats.get("version") != version:
         report["status"] = STALE
         report["message"] = (f"the server's statistics are of version {str(stats.get('version'))[:80]}, "

@@ -137,6 +137,12 @@ outputs:
   type: dict
   sample: {"label": {"kind": "labels", "count": 1520, "psi": 0.31, "drifted": true,
            "reference": {"0": 1900, "1": 100}, "live": {"0": 1200, "1": 320}}}
+service:
+  description: The model's answered C(requests), C(errors) (all statuses) and server-side answer
+    times C(p50_ms) and C(p95_ms) since the server started (null where the server gave none).
+  returned: always
+  type: dict
+  sample: {"requests": 15200, "errors": 3, "p50_ms": 0.42, "p95_ms": 1.1}
 statistics:
   description: The server's running statistics as it answered them (histograms per feature, output counts).
   returned: when the server answered

@@ -97,7 +97,8 @@ class Server:
         capture = (self.config.capture_samples, self.config.capture_max_sample_bytes) \
             if self.config.capture_dir else None
         self.models = ModelSet(self.metrics, choose_providers(self.config.providers),
-                               self.config.intra_op_threads, self.config.statistics, capture)
+                               self.config.intra_op_threads, self.config.statistics, capture,
+                               self.config.intra_op_spinning)
         self.writer = CaptureWriter(self.config.capture_dir, self.config.capture_max_bytes) \
             if self.config.capture_dir else None
         self.executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="infer")
@@ -340,7 +341,9 @@ class Server:
         if model.stats is None:
             return error(404, f"model {model.name}: no running statistics (statistics: false in "
                               "the configuration)")
-        return JSONResponse(model.stats.report(model.name))
+        # service: the model's requests, errors and answer times since the server started (all
+        # versions), for the drift report's latency and error figures
+        return JSONResponse(dict(model.stats.report(model.name), service=self.metrics.summary(model.name)))
 
     async def shadow(self, request):
         """What the comparison of a model's shadow candidate with its serving version found."""

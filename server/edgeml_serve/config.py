@@ -29,6 +29,9 @@ class Config:  # pylint: disable=too-many-instance-attributes  # one field per s
     max_request_bytes: int = 16 << 20
     threads: int = 2
     intra_op_threads: int = 0  # 0: one per physical core, as onnxruntime's own default
+    # onnxruntime's idle intra-op threads spin (busy-wait) for the next run by default: lower
+    # latency, a core burnt meanwhile; off here, an edge box's CPU and power being scarce
+    intra_op_spinning: bool = False
     providers: List[str] = field(default_factory=lambda: ["auto"])
     models: List[ModelConfig] = field(default_factory=list)
     # Limits on what clients can hold (see connections.py). Seconds, counts and bytes.
@@ -75,7 +78,7 @@ class Config:  # pylint: disable=too-many-instance-attributes  # one field per s
         return self.max_request_bytes
 
 
-KEYS = {"bind", "port", "token_file", "max_request_bytes", "threads", "intra_op_threads",
+KEYS = {"bind", "port", "token_file", "max_request_bytes", "threads", "intra_op_threads", "intra_op_spinning",
         "providers", "models", "limit_concurrency", "keep_alive_timeout", "header_timeout",
         "body_timeout", "max_header_bytes", "max_buffered_bytes", "statistics", "capture_dir",
         "capture_max_bytes", "capture_samples", "capture_max_sample_bytes", "capture_flush_seconds"}
@@ -135,6 +138,8 @@ def load(path):
         value = getattr(config, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"{path}: {key} must be a number above 0, got {value!r}")
+    if not isinstance(config.intra_op_spinning, bool):
+        raise ConfigError(f"{path}: intra_op_spinning must be true or false, got {config.intra_op_spinning!r}")
     if not isinstance(config.statistics, bool):
         raise ConfigError(f"{path}: statistics must be true or false, got {config.statistics!r}")
     if config.max_header_bytes < 1024:

@@ -11,6 +11,21 @@ def _label(value):
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+def _quantile(hist, fraction):
+    """The fraction-quantile in milliseconds of a histogram [cumulative bucket counts..., sum,
+    count], or None without observations or beyond the last bucket."""
+    total = hist[-1]
+    if not total:
+        return None
+    rank, below, lower = fraction * total, 0, 0.0
+    for bound, cumulative in zip(BUCKETS, hist):
+        if cumulative >= rank:
+            share = (rank - below) / (cumulative - below) if cumulative > below else 1.0
+            return round((lower + (bound - lower) * share) * 1000.0, 3)
+        below, lower = cumulative, bound
+    return None
+
+
 class Metrics:
     def __init__(self):
         self._lock = threading.Lock()
@@ -48,6 +63,17 @@ class Metrics:
     def load_failed(self, model):
         with self._lock:
             self.load_failures[model] = self.load_failures.get(model, 0) + 1
+
+    def summary(self, model):
+        """A model's answered requests, its errors by status and the p50/p95 of its answer time
+        (from the histogram, interpolated within a bucket as Prometheus does), since the server
+        started: what the drift report shows next to the drift."""
+        with self._lock:
+            hist = list(self.latency.get(model) or [0] * len(BUCKETS) + [0.0, 0])
+            errors = {str(code): n for (name, code), n in self.errors.items() if name == model}
+            requests = self.requests.get(model, 0)
+        return {"requests": requests, "errors": dict(sorted(errors.items())),
+                "latency_ms": {"p50": _quantile(hist, 0.5), "p95": _quantile(hist, 0.95)}}
 
     def render(self):
         out = []

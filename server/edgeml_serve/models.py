@@ -58,7 +58,7 @@ class LoadedModel:
     """One version of one model: an onnxruntime session and what the protocol reports."""
 
     def __init__(self, name, directory, filename, providers, intra_op_threads=0, statistics=True,  # pylint: disable=too-many-arguments
-                 capture=None):
+                 capture=None, spinning=False):
         self.name = name
         self.real_dir = os.path.realpath(directory)
         # The store names version directories by manifest digest: that is the served version.
@@ -67,6 +67,8 @@ class LoadedModel:
         started = time.monotonic()
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads or physical_cores()
+        if not spinning:  # idle intra-op threads sleep instead of burning a core (bench/serve_stats.py)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(os.path.join(self.real_dir, filename), options,
                                             providers=providers)
         self.inputs = _signature(self.session.get_inputs())
@@ -135,8 +137,10 @@ class LoadedModel:
 class ModelSet:
     """The models being served. load() swaps each model in whole or keeps the old one."""
 
-    def __init__(self, metrics, providers, intra_op_threads=0, statistics=True, capture=None):  # pylint: disable=too-many-arguments
+    def __init__(self, metrics, providers, intra_op_threads=0, statistics=True, capture=None,  # pylint: disable=too-many-arguments
+                 spinning=False):
         self.metrics = metrics
+        self.spinning = spinning
         self.providers = providers
         self.intra_op_threads = intra_op_threads
         self.statistics = statistics
@@ -173,7 +177,7 @@ class ModelSet:
                     continue  # same version: nothing to do
                 try:
                     new = LoadedModel(model.name, model.path, model.file, self.providers,
-                                      self.intra_op_threads, self.statistics, self.capture)
+                                      self.intra_op_threads, self.statistics, self.capture, self.spinning)
                 except Exception as exc:  # pylint: disable=broad-except  # any load error
                     self.failures[model.name] = str(exc)
                     self.metrics.load_failed(model.name)

@@ -23,9 +23,10 @@ import numpy as np
 from .metrics import _label
 
 MAX_FEATURES = 1024
-MAX_VALUES_PER_FEATURE = 1024
+MAX_VALUES_PER_FEATURE = 256
 MAX_MAGNITUDE = 1e150  # beyond this a value's square overflows: counted, not summarised
-BATCH = 64  # rows summarised at once (small requests wait in a fixed buffer until then)
+BATCH = 64  # small requests summarised at once (they wait, VersionStats.observe)
+BUFFER_VALUES = 16384  # a table's buffer of rows waiting to be summarised: at most this many values
 SMALL = 1024  # values in an array: a request whose arrays are all this small waits with others
 MAX_LABELS = 64
 MAX_OUTPUT_COLUMNS = 64
@@ -109,7 +110,9 @@ class FeatureTable:
         self.m2 = np.zeros(width, np.float64)
         self.low = np.full(width, np.inf)
         self.high = np.full(width, -np.inf)
-        self.buffer = np.zeros((BATCH, width), np.float64)
+        # Rows wait here and are summarised a buffer at a time: numpy's cost per call, not per
+        # value, is what a request pays otherwise (a thinned image's 256 rows as much as 64).
+        self.buffer = np.zeros((max(BATCH, BUFFER_VALUES // max(width, 1)), width), np.float64)
         self.filled = 0
         edges = _edges(features, width)
         self.bins = 0
@@ -133,13 +136,11 @@ class FeatureTable:
         values = _columns(array, self.kind, thin)
         if values is None or values.shape[-1] != self.width:
             return False  # not the shape this version's statistics were made for
-        rows = values.shape[0]
-        if rows >= BATCH:
+        rows, capacity = values.shape[0], self.buffer.shape[0]
+        if rows >= capacity:
             self._add(values.astype(np.float64, copy=False))
             return True
-        # Small requests (a row or a few) are copied into a fixed buffer and summarised a batch
-        # at a time: numpy's cost per call, not per value, is what a one-row request would pay.
-        if self.filled + rows > BATCH:
+        if self.filled + rows > capacity:
             self.flush()
         self.buffer[self.filled:self.filled + rows] = values
         self.filled += rows
@@ -252,44 +253,61 @@ class VersionStats:
             if 0 < width <= MAX_FEATURES:
                 self.inputs[spec["name"]] = FeatureTable(kind, width, ref)
         self.outputs = {}
-        self.waiting = []  # small requests not yet summarised (at most BATCH)
+        # small requests not yet summarised (at most BATCH): the arrays of each input and output
+        # (waiting_keys: their names), one list per name
+        self.waiting_keys, self.waiting, self.waiting_count = None, [], 0
 
     def observe(self, arrays, outputs):
         """Count a request. Small ones (every array at most SMALL values: a row or a few) wait,
-        up to BATCH of them, and are summarised together: the per-request cost is then a list
-        append, not a round of numpy calls per input and output."""
+        up to BATCH of them, and are summarised together: the per-request cost is then a few
+        list appends, not a round of numpy calls per input and output. Only the arrays wait
+        (numpy arrays, which the garbage collector does not track), not the request's dicts."""
         self.requests += 1
-        if all(isinstance(a, np.ndarray) and a.size <= SMALL for a in (*arrays.values(), *outputs.values())):
-            self.waiting.append((arrays, outputs))
-            if len(self.waiting) >= BATCH:
-                self.flush()
-            return
-        self._observe(arrays, outputs, 1)
+        values = [*arrays.values(), *outputs.values()]
+        for array in values:
+            if array.__class__ is not np.ndarray or array.size > SMALL:
+                self._observe(arrays, outputs, 1)
+                return
+        keys = (*arrays, None, *outputs)  # None separates inputs from outputs
+        if keys != self.waiting_keys:
+            self.flush()
+            self.waiting_keys = keys
+            self.waiting = [[] for _value in values]
+        for column, array in zip(self.waiting, values):
+            column.append(array)
+        self.waiting_count += 1
+        if self.waiting_count >= BATCH:
+            self.flush()
 
     def flush(self):
-        """Summarise the requests waiting: as one batch when they have the same arrays (the usual
-        case), else one by one."""
-        waiting, self.waiting = self.waiting, []
-        if not waiting:
+        """Summarise the requests waiting as one batch (they have the same arrays), or one by one
+        when their shapes do not stack."""
+        if not self.waiting_count:
             return
-        inputs, outputs = waiting[0][0].keys(), waiting[0][1].keys()
-        if all(a.keys() == inputs and o.keys() == outputs for a, o in waiting):
-            try:
-                merged = ({n: np.concatenate([a[n] for a, _o in waiting]) for n in inputs},
-                          {n: np.concatenate([o[n] for _a, o in waiting]) for n in outputs})
-            except (ValueError, TypeError):  # shapes that do not stack: one by one below
-                merged = None
-            if merged is not None:
-                self._observe(*merged, len(waiting), thin=False)
-                return
-        for arrays, answer in waiting:
-            self._observe(arrays, answer, 1)
+        split = self.waiting_keys.index(None)
+        inputs, outputs = self.waiting_keys[:split], self.waiting_keys[split + 1:]
+        columns, count = self.waiting, self.waiting_count
+        self.waiting = [[] for _column in columns]
+        self.waiting_count = 0
+        try:
+            merged = [np.concatenate(column) for column in columns]
+        except (ValueError, TypeError):  # shapes that do not stack: one by one
+            for index in range(count):
+                self._observe(dict(zip(inputs, (c[index] for c in columns[:len(inputs)]))),
+                              dict(zip(outputs, (c[index] for c in columns[len(inputs):]))), 1)
+            return
+        # a request whose array does not fit counts once as skipped, one with nothing in it not at all
+        self._observe(dict(zip(inputs, merged[:len(inputs)])), dict(zip(outputs, merged[len(inputs):])),
+                      dict({name: count for name in self.inputs},
+                           **{name: sum(a.size > 0 for a in column) for name, column in zip(inputs, columns)}),
+                      thin=False)
 
     def _observe(self, arrays, outputs, requests, thin=True):
+        """requests: how many requests a rejected input counts as, 1 or {input: count}."""
         for name, table in self.inputs.items():
             array = arrays.get(name)
             if array is None or array.dtype.kind not in "iufb" or not table.observe(array, thin):
-                self.skipped += requests
+                self.skipped += requests[name] if isinstance(requests, dict) else requests
         for name, array in outputs.items():
             if isinstance(array, np.ndarray) and array.dtype.kind in "iufb":
                 table = self.outputs.get(name)

@@ -241,3 +241,28 @@ def test_a_bad_statistics_setting_is_refused(tmp_path, config_file):
     bad.write_text(config_file.read_text() + "statistics: sometimes\n")
     with pytest.raises(config_mod.ConfigError, match="statistics must be true or false"):
         config_mod.load(str(bad))
+
+
+def test_the_route_carries_the_models_answer_times_and_errors(store, config_file):
+    from edgeml_serve.metrics import BUCKETS, _quantile  # pylint: disable=import-outside-toplevel
+    with TestClient(Server(str(config_file)).app()) as client:
+        for _request in range(20):
+            assert _infer(client, [[1, 2, 3, 4]]).status_code == 200
+        assert _infer(client, [[1, 2, 3]]).status_code == 400
+        service = client.get("/v2/models/scale/stats").json()["service"]
+    assert service["requests"] == 20 and service["errors"] == {"400": 1}
+    assert 0 < service["latency_ms"]["p50"] <= service["latency_ms"]["p95"] <= BUCKETS[-1] * 1000
+    # interpolated within the bucket, as Prometheus' histogram_quantile does
+    hist = [0, 10, 20] + [20] * (len(BUCKETS) - 3) + [0.02, 20]
+    assert _quantile(hist, 0.25) == 0.75 and _quantile(hist, 0.5) == 1.0 and _quantile(hist, 0.75) == 1.75
+    assert _quantile([0] * len(BUCKETS) + [0.0, 0], 0.5) is None
+    assert _quantile([0] * len(BUCKETS) + [99.0, 3], 0.5) is None  # beyond the last bucket
+
+
+def test_spinning_is_off_unless_asked_and_must_be_a_boolean(tmp_path, config_file):
+    from edgeml_serve import config as config_mod  # pylint: disable=import-outside-toplevel
+    assert config_mod.load(str(config_file)).intra_op_spinning is False
+    bad = tmp_path / "bad.yml"
+    bad.write_text(config_file.read_text() + "intra_op_spinning: sometimes\n")
+    with pytest.raises(config_mod.ConfigError, match="intra_op_spinning must be true or false"):
+        config_mod.load(str(bad))

@@ -52,7 +52,8 @@ def test_a_disconnected_site_is_measured_through_its_carried_result_report():
     carried = _host("c1", "site-c", connectivity="disconnected")
     carried["edgeml_offline_report"] = {"host": "c1", "reported_at": "2026-11-20T08:00:00Z",
                                         "drift": [_result("fraud", "drift", [0.5, 0.01], requests=70)]}
-    live = _host("c2", "site-c", _result("fraud", "steady", [0.01, 0.01]))
+    live = _host("c2", "site-c", dict(_result("fraud", "steady", [0.01, 0.01]),
+                                      service={"p50_ms": 0.41, "p95_ms": 1.27, "errors": 3, "requests": 500}))
     report = drift_report([carried, live])
     assert report["unmeasured"] == [] and report["totals"]["measured"] == 2
     site, = report["sites"]
@@ -60,7 +61,10 @@ def test_a_disconnected_site_is_measured_through_its_carried_result_report():
     first, second = site["hosts"]
     assert (first["source"], first["reported_at"]) == ("result report", "2026-11-20T08:00:00Z")
     assert (second["source"], second["reported_at"]) == ("live", None)
-    assert "result report, 2026-11-20T08:00:00Z" in drift_html(report, threshold=0.2)
+    assert (second["p50_ms"], second["p95_ms"], second["errors"]) == (0.41, 1.27, 3)
+    page = drift_html(report, threshold=0.2)
+    assert "result report, 2026-11-20T08:00:00Z" in page and "<td>0.41 / 1.27</td><td>3</td>" in page
+    assert "<td>- / -</td><td>-</td>" in page  # the carried report had no service figures
     # A host's live results win over an older carried report; a carried report without figures
     # (or with something else where they belong) leaves the host unmeasured, not the run failed.
     live["edgeml_offline_report"] = carried["edgeml_offline_report"]

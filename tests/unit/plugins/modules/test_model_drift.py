@@ -85,6 +85,8 @@ def test_steady_then_one_shifted_feature(served, tmp_path):
     assert steady["status"] == "steady" and steady["drifted"] == [], (steady["drifted"], steady.get("outputs"))
     assert steady["outputs"]["y"]["kind"] == "scores" and max(c["shift"] for c in steady["outputs"]["y"]["columns"]) < 0.2
     assert steady["max_psi"] < 0.1 and steady["requests"] == 12 and steady["version"] == f"sha256:{A}"
+    assert steady["service"]["requests"] == 12 and steady["service"]["errors"] == 0
+    assert 0 < steady["service"]["p50_ms"] <= steady["service"]["p95_ms"]  # the server's own timing
     shifted = rng.normal(0, 1, (3000, 4)).astype(np.float32)
     shifted[:, 2] += 1.5
     _send(port, shifted)
