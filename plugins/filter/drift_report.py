@@ -51,11 +51,15 @@ def _hostname(hostvars):
 
 
 def _number(value):
-    """A finite number, or None: a host's result is data from that host, and one odd value
-    must not break the report of the whole fleet."""
+    """A finite number (below 1e15), or None: a host's result is data from that host, and one
+    odd value (a 400-digit integer, 1e308 that sums to infinity) must not break the report of
+    the whole fleet."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return value if math.isfinite(value) else None
+    try:
+        return value if math.isfinite(value) and abs(value) < 1e15 else None
+    except OverflowError:  # an integer too large for a float
+        return None
 
 
 def _text(value):
@@ -75,7 +79,9 @@ def drift_report(hostvars_list):
     for hostvars in hostvars_list:
         totals["hosts"] += 1
         host, site = _hostname(hostvars), str(hostvars.get("edgeml_site", "-"))
-        results = (hostvars.get("edgeml_drift") or {}).get("results")
+        registered = hostvars.get("edgeml_drift") if isinstance(hostvars.get("edgeml_drift"), dict) else {}
+        # skipped (a disconnected site) or unreachable: not measured live
+        results = None if registered.get("skipped") or registered.get("unreachable") else registered.get("results")
         source, reported_at = "live", None
         carried = hostvars.get("edgeml_offline_report")
         if not isinstance(results, list) and isinstance(carried, dict) and isinstance(carried.get("drift"), list):

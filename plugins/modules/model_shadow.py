@@ -125,6 +125,7 @@ last_disagreement:
   type: str
 """
 
+import signal
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -132,6 +133,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.edgeml.fleet.plugins.module_utils._shadow import ShadowError, figures, judge
 from ansible_collections.edgeml.fleet.plugins.module_utils._store import StoreError, check_model_name
 from ansible_collections.edgeml.fleet.plugins.module_utils._v2client import SERVER_ARGS, ProbeError, V2Client
+
+
+class Overdue(Exception):
+    pass
+
+
+def _overdue(_signum, _frame):
+    raise Overdue()
 
 
 def _reading(module, client):
@@ -172,12 +181,21 @@ def run(module):
         module.fail_json(msg="min_requests must be 1 or more, min_agreement between 0 and 100 and "
                              "latency_p95_ms a number above 0", passed=False, judged=False)
     client = V2Client(params)
+    # A whole-run deadline: request_timeout bounds each socket read, not a server that sends an
+    # answer a byte at a time.
+    signal.signal(signal.SIGALRM, _overdue)
+    signal.alarm(params["timeout"] + 2 * params["request_timeout"] + 1)
     deadline = time.monotonic() + params["timeout"]
-    while True:
-        passed, found, message = _reading(module, client)
-        if passed is not None or time.monotonic() >= deadline:
-            break
-        time.sleep(max(0.1, params["poll_interval"]))
+    try:
+        while True:
+            passed, found, message = _reading(module, client)
+            if passed is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(max(0.1, params["poll_interval"]))
+    except Overdue:
+        module.fail_json(msg=f"model {model}: the server's shadow figures did not arrive within "
+                             f"the timeout of {params['timeout']} s", passed=False, judged=False)
+    signal.alarm(0)
     if found is None:  # never saw the candidate: not loaded yet at the deadline, or another one
         module.fail_json(msg=f"model {model}: {message} after {params['timeout']} s", passed=False, judged=False)
     if passed is None:

@@ -26,6 +26,7 @@ from .stats import render as render_stats
 
 LOG = logging.getLogger("edgeml_serve")
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
+LOCAL_CLIENTS = ("127.0.0.1", "::1", "testclient")  # testclient: Starlette's in-process test client
 ANSWER_CHUNK = 1 << 20  # an answer goes out in pieces of this, checking the client is still there
 UNKNOWN_MODEL = "(not served)"  # the metrics label of requests for models the server does not know
 
@@ -346,10 +347,14 @@ class Server:
         return JSONResponse(dict(model.stats.report(model.name), service=self.metrics.summary(model.name)))
 
     async def shadow(self, request):
-        """What the comparison of a model's shadow candidate with its serving version found."""
+        """What the comparison of a model's shadow candidate with its serving version found.
+        Local callers only (the promotion gate runs on the host): read before and after one's
+        own request, the agreement count would tell a client the candidate's answer to it."""
         denied = self.unauthorized(request)
         if denied:
             return denied
+        if not request.client or request.client.host not in LOCAL_CLIENTS:
+            return error(403, "the shadow figures are for callers on the host itself")
         model, problem = self.model_or_error(request)
         if problem:
             return problem

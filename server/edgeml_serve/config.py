@@ -29,9 +29,10 @@ class Config:  # pylint: disable=too-many-instance-attributes  # one field per s
     max_request_bytes: int = 16 << 20
     threads: int = 2
     intra_op_threads: int = 0  # 0: one per physical core, as onnxruntime's own default
-    # onnxruntime's idle intra-op threads spin (busy-wait) for the next run by default: lower
-    # latency, a core burnt meanwhile; off here, an edge box's CPU and power being scarce
-    intra_op_spinning: bool = False
+    # onnxruntime's idle intra-op threads spin (busy-wait) for the next run, as its own default:
+    # lower latency and more throughput, a core burnt meanwhile; false where CPU time or power
+    # is scarcer than latency (docs/performance.md)
+    intra_op_spinning: bool = True
     providers: List[str] = field(default_factory=lambda: ["auto"])
     models: List[ModelConfig] = field(default_factory=list)
     # Limits on what clients can hold (see connections.py). Seconds, counts and bytes.

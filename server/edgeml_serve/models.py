@@ -58,7 +58,7 @@ class LoadedModel:
     """One version of one model: an onnxruntime session and what the protocol reports."""
 
     def __init__(self, name, directory, filename, providers, intra_op_threads=0, statistics=True,  # pylint: disable=too-many-arguments
-                 capture=None, spinning=False):
+                 capture=None, spinning=True):
         self.name = name
         self.real_dir = os.path.realpath(directory)
         # The store names version directories by manifest digest: that is the served version.
@@ -67,7 +67,7 @@ class LoadedModel:
         started = time.monotonic()
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads or physical_cores()
-        if not spinning:  # idle intra-op threads sleep instead of burning a core (bench/serve_stats.py)
+        if not spinning:  # idle intra-op threads sleep instead of burning a core (intra_op_spinning)
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(os.path.join(self.real_dir, filename), options,
                                             providers=providers)
@@ -138,7 +138,7 @@ class ModelSet:
     """The models being served. load() swaps each model in whole or keeps the old one."""
 
     def __init__(self, metrics, providers, intra_op_threads=0, statistics=True, capture=None,  # pylint: disable=too-many-arguments
-                 spinning=False):
+                 spinning=True):
         self.metrics = metrics
         self.spinning = spinning
         self.providers = providers

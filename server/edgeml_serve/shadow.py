@@ -19,30 +19,34 @@ import numpy as np
 SHADOW_PENDING = 2  # requests waiting for the candidate at most; the rest are skipped
 LATENCY_WINDOW = 2048  # the latest timings kept, for the percentiles (fixed memory)
 INLINE_SECONDS = 0.001  # a candidate this fast once warm runs on the event loop, after the answer
+INLINE_ELEMENTS = 4096  # ... for a request of at most this many input elements (else the thread)
 
 
 def agree(served, candidate, tolerance, outputs=None):
     """Whether two answers agree: labels (integers, booleans, strings) exactly, scores
-    (floating point) within an absolute tolerance; the same shapes. `outputs` limits the
-    comparison to those names (None: every output the client got)."""
+    (floating point) within an absolute tolerance; the same shapes and the same kind of values
+    (a label never agrees with a score). `outputs` limits the comparison to those names (None:
+    every output the client got). None when there was nothing to compare (the client asked for
+    none of them): such a request is not evidence either way."""
+    compared = 0
     for name in outputs or served:
         if name not in served:
             continue  # the client did not ask for it
+        compared += 1
         if name not in candidate:
             return False
         mine, theirs = np.asarray(served[name]), np.asarray(candidate[name])
-        if mine.shape != theirs.shape:
+        if mine.shape != theirs.shape or (mine.dtype.kind == "f") != (theirs.dtype.kind == "f"):
             return False
-        if mine.dtype.kind == "f" or theirs.dtype.kind == "f":
-            try:
-                if not np.allclose(mine.astype(np.float64), theirs.astype(np.float64),
-                                   rtol=0.0, atol=tolerance, equal_nan=True):
-                    return False
-            except (TypeError, ValueError):  # a score against a string: not the same answer
+        if mine.dtype.kind == "f":
+            if not np.allclose(mine.astype(np.float64), theirs.astype(np.float64),
+                               rtol=0.0, atol=tolerance, equal_nan=True):
                 return False
+        elif mine.dtype.kind != theirs.dtype.kind and {mine.dtype.kind, theirs.dtype.kind} - set("iub"):
+            return False  # a string against a number
         elif not np.array_equal(mine, theirs):
             return False
-    return True
+    return None if not compared else True
 
 
 def percentile(values, fraction):
@@ -77,26 +81,28 @@ class Shadow:  # pylint: disable=too-many-instance-attributes  # one counter per
 
     def offer(self, executor, arrays, names, served, serving_seconds):
         """Shadow one answered request, unless the candidate is behind. A candidate fast enough
-        to run on the event loop (self.inline) is not sent to the thread (the hop would
-        cost more than its inference): the job is returned, and the caller must run it once the
-        answer is sent. Otherwise it goes to executor and None is returned. Never raises."""
+        to run on the event loop (self.inline), for a request no larger than INLINE_ELEMENTS, is
+        not sent to the thread (the hop would cost more than its inference): the job is
+        returned, and the caller must run it once the answer is out; it takes no slot, so
+        clients that are slow to read their answers cannot keep others from being shadowed.
+        Otherwise it goes to executor, at most SHADOW_PENDING waiting, and None is returned.
+        Never raises."""
+        if self.inline and sum(a.size for a in arrays.values()) <= INLINE_ELEMENTS:
+            return functools.partial(self._run, arrays, names, served, serving_seconds, False)
         with self.lock:
             if self.pending >= SHADOW_PENDING:
                 self.skipped += 1
                 return None
             self.pending += 1
-        job = functools.partial(self._run, arrays, names, served, serving_seconds)
-        if self.inline:
-            return job
         try:
-            executor.submit(job)
+            executor.submit(self._run, arrays, names, served, serving_seconds, True)
         except RuntimeError:  # the executor is shutting down
             with self.lock:
                 self.pending -= 1
                 self.skipped += 1
         return None
 
-    def _run(self, arrays, names, served, serving_seconds):
+    def _run(self, arrays, names, served, serving_seconds, queued):
         started = time.perf_counter()
         try:
             answer = self.candidate.infer(arrays, names)
@@ -106,7 +112,10 @@ class Shadow:  # pylint: disable=too-many-instance-attributes  # one counter per
             same, failed = False, str(exc)[:200]
         took = time.perf_counter() - started
         with self.lock:
-            self.pending -= 1
+            self.pending -= queued
+            if same is None:  # nothing the comparison looks at was asked for
+                self.skipped += 1
+                return
             self.requests += 1
             self.agreed += same
             self.errors += failed is not None

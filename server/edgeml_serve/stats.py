@@ -274,7 +274,9 @@ class VersionStats:
             self.waiting_keys = keys
             self.waiting = [[] for _value in values]
         for column, array in zip(self.waiting, values):
-            column.append(array)
+            # a copy: a binary input is a view of the whole request body, which must not be
+            # kept alive by a few values waiting here
+            column.append(array.copy())
         self.waiting_count += 1
         if self.waiting_count >= BATCH:
             self.flush()

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from edgeml_serve import config as config_mod
 from edgeml_serve.app import Server
-from edgeml_serve.shadow import LATENCY_WINDOW, SHADOW_PENDING, Shadow, agree
+from edgeml_serve.shadow import INLINE_ELEMENTS, LATENCY_WINDOW, SHADOW_PENDING, Shadow, agree
 
 SERVING = "sha256:" + "a" * 64
 
@@ -140,10 +140,32 @@ def test_a_candidate_that_falls_behind_is_skipped_not_queued(store):
     fast.inline = True  # a fast one: the job comes back, to run once the answer is out
     for _request in range(10):
         jobs.append(fast.offer(stuck, arrays, None, {"y": arrays["x"] * 2}, 0.001))
-    assert stuck.queued == SHADOW_PENDING and sum(j is not None for j in jobs) == SHADOW_PENDING
-    for job in filter(None, jobs):
+    assert stuck.queued == SHADOW_PENDING and None not in jobs  # no slot taken: slow readers
+    for job in jobs:                                            # cannot starve the others
         job()
-    assert fast.requests == SHADOW_PENDING and fast.pending == 0 and fast.agreed == 0  # x3, not x2
+    assert fast.requests == 10 and fast.pending == 0 and fast.agreed == 0  # x3, not x2
+    big = {"x": np.ones((INLINE_ELEMENTS // 4 + 1, 4), np.float32)}  # too big for the event loop
+    assert fast.offer(stuck, big, None, {"y": big["x"] * 2}, 0.001) is None
+    assert stuck.queued == SHADOW_PENDING + 1 and fast.pending == 1  # went the thread's way
+
+
+def test_a_request_for_outputs_not_compared_is_no_evidence(store, tmp_path):
+    """shadow_outputs names y: a client asking for none of it neither agrees nor disagrees."""
+    from edgeml_serve.models import LoadedModel  # pylint: disable=import-outside-toplevel
+    candidate = LoadedModel("scale", store / "scale" / "versions" / ("b" * 64), "model.onnx",
+                            ["CPUExecutionProvider"], statistics=False)
+    shadow = Shadow(candidate, SERVING, 0.001, ["z"])
+    arrays = {"x": np.ones((1, 4), np.float32)}
+    shadow.offer(_Stuck(), arrays, None, {"y": arrays["x"] * 2}, 0.001)()
+    assert (shadow.requests, shadow.agreed, shadow.skipped) == (0, 0, 1)
+
+
+def test_the_shadow_figures_are_for_callers_on_the_host(store, tmp_path):
+    same = make_model(store / "scale" / "versions" / ("d" * 64), 2.0)
+    app = Server(str(_config(tmp_path, store, f"    shadow: {same}\n"))).app()
+    with TestClient(app, client=("192.0.2.7", 40000)) as remote:
+        assert remote.get("/v2/models/scale/shadow").status_code == 403
+        assert _infer(remote, [[1, 2, 3, 4]])["model_version"] == SERVING  # inference is not
 
 
 def test_latency_figures_take_fixed_memory(store):
@@ -154,7 +176,7 @@ def test_latency_figures_take_fixed_memory(store):
     arrays = {"x": np.ones((1, 4), np.float32)}
     for _request in range(LATENCY_WINDOW * 3):
         shadow.pending += 1
-        shadow._run(arrays, None, {"y": arrays["x"] * 2}, 0.001)  # pylint: disable=protected-access
+        shadow._run(arrays, None, {"y": arrays["x"] * 2}, 0.001, True)  # pylint: disable=protected-access
     assert shadow.requests == LATENCY_WINDOW * 3 == shadow.agreed
     assert len(shadow.candidate_seconds) == len(shadow.serving_seconds) == LATENCY_WINDOW
 
@@ -182,6 +204,8 @@ def test_labels_agree_exactly_or_not_at_all(labels, data):
     assert not agree({"label": labels}, {"label": other}, 100.0)  # no tolerance for a label
     assert not agree({"label": labels}, {"label": labels.reshape(-1, 1)}, 0)  # nor for a shape
     assert not agree({"label": labels}, {}, 0)  # nor for an answer without it
+    assert not agree({"label": labels}, {"label": labels.astype(np.float64)}, 100.0)  # nor a score
+    assert agree({"label": labels}, {"y": labels}, 0, outputs=["y"]) is None  # nothing compared
     assert agree({"label": labels, "y": np.zeros(1)}, {"label": other, "y": np.zeros(1)}, 0,
                  outputs=["y"])  # only the outputs named are compared
 

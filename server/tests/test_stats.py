@@ -259,9 +259,9 @@ def test_the_route_carries_the_models_answer_times_and_errors(store, config_file
     assert _quantile([0] * len(BUCKETS) + [99.0, 3], 0.5) is None  # beyond the last bucket
 
 
-def test_spinning_is_off_unless_asked_and_must_be_a_boolean(tmp_path, config_file):
+def test_spinning_is_on_unless_turned_off_and_must_be_a_boolean(tmp_path, config_file):
     from edgeml_serve import config as config_mod  # pylint: disable=import-outside-toplevel
-    assert config_mod.load(str(config_file)).intra_op_spinning is False
+    assert config_mod.load(str(config_file)).intra_op_spinning is True  # as onnxruntime's own default
     bad = tmp_path / "bad.yml"
     bad.write_text(config_file.read_text() + "intra_op_spinning: sometimes\n")
     with pytest.raises(config_mod.ConfigError, match="intra_op_spinning must be true or false"):

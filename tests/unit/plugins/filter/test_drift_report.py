@@ -104,3 +104,17 @@ def test_one_hosts_odd_values_do_not_break_the_fleet_report():
     assert [h["requests"] for h in hosts] == [0, 0, 500] and hosts[0]["max_psi"] is None
     assert report["sites"][0]["features"][0]["psi"] == 0.01  # the string "9" is no PSI
     assert "<svg" in drift_html(report)
+
+
+def test_skipped_unreachable_and_enormous_figures_neither_count_nor_break_the_report():
+    skipped = _host("c1", "site-c", connectivity="disconnected")
+    skipped["edgeml_drift"] = {"skipped": True, "results": [{"skipped": True}]}
+    gone = _host("x1", "site-a")
+    gone["edgeml_drift"] = {"unreachable": True, "results": []}
+    huge = _host("a1", "site-a", _result("fraud", "steady", [10 ** 400, 0.01], requests=10 ** 400),
+                 _result("other", "steady", [0.01], requests=1e308))
+    twice = _host("a2", "site-a", _result("other", "steady", [0.01], requests=1e308))
+    report = drift_report([skipped, gone, huge, twice])
+    assert {u["host"] for u in report["unmeasured"]} == {"c1", "x1"} and report["totals"]["measured"] == 2
+    assert [s["requests"] for s in report["sites"]] == [0, 0]  # numbers beyond any count: left out
+    drift_html(report, threshold=0.2)  # and the page is written

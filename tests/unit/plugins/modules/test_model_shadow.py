@@ -164,3 +164,36 @@ def test_any_answer_is_figures_or_a_shadow_error(report):
     assert 0 <= found["agreed"] <= found["requests"]
     passed, _message = judge(found, 1, 50.0, 10.0)
     assert passed in (None, True, False)
+
+
+def test_a_server_that_dribbles_its_answer_cannot_hold_the_gate_past_its_timeout(tmp_path):
+    """One byte a second: each read is within request_timeout, the whole answer never comes."""
+    import socket  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+
+    def dribble():
+        conn, _addr = listener.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        while not stop.is_set():
+            try:
+                conn.sendall(b" ")
+            except OSError:
+                return
+            time.sleep(1)
+    threading.Thread(target=dribble, daemon=True).start()
+    started = time.monotonic()
+    result = _judge(listener.getsockname()[1], tmp_path, timeout=2, request_timeout=2)
+    stop.set()
+    assert result["failed"] and "did not arrive within the timeout of 2 s" in result["msg"], result
+    assert time.monotonic() - started < 15
+
+
+def test_counts_beyond_what_a_server_can_have_counted_are_refused():
+    with pytest.raises(ShadowError, match="no usable 'requests'"):
+        figures(dict(GOOD, requests=10 ** 400, agreed=1), "scale", "sha256:c", "sha256:s")
