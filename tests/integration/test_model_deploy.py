@@ -130,8 +130,6 @@ def test_a_shadow_that_disagrees_is_removed_and_one_that_agrees_is_promoted(play
     # 1.1 is left in service: the next test switches back to 1.0
 
 
-
-
 def test_a_gpu_host_serving_on_cpu_fails_the_gate_unless_cpu_is_allowed(playbook):
     """The lab's hosts have no GPU: told the host has one, the gate sees the model run on CPU
     (as an accelerator build that silently fell back would) and rolls the new version back."""
