@@ -84,8 +84,9 @@ sanity: venv
 
 # The long versions of trials that make test runs small (not part of make test).
 soak: lab-up
-	EDGEML_CRASH_TRIALS=50 EDGEML_HYPOTHESIS_EXAMPLES=5000 \
-	  $(BIN)/pytest -q tests/integration/test_store_crash.py tests/unit/plugins/module_utils
+	EDGEML_CRASH_TRIALS=50 EDGEML_HYPOTHESIS_EXAMPLES=5000 EDGEML_SOAK=1 \
+	  $(BIN)/pytest -q tests/integration/test_store_crash.py tests/unit/plugins/module_utils \
+	  tests/integration/test_bundle.py::test_bootstrap_from_a_laptop_with_the_bundle_in_chunks
 
 build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path build/

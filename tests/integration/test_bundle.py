@@ -270,6 +270,9 @@ def test_a_seeded_mirror_serves_the_bundle_s_digests(bundle, site_mirror, tmp_pa
         assert result["digest"] == model["digest"] and result["source"] == site_mirror.url
 
 
+# 144 s: in make soak (EDGEML_SOAK=1). make test keeps chunk joining and refusal (above) and the
+# bootstrap on the host itself (molecule scenario offline).
+@pytest.mark.skipif(not os.environ.get("EDGEML_SOAK"), reason="make soak runs the laptop bootstrap end to end")
 def test_bootstrap_from_a_laptop_with_the_bundle_in_chunks(playbook, bundle):
     """The technician's other way: the bundle (here still in chunks) stays on the machine that
     runs Ansible, and the disconnected host gets its images copied over."""
