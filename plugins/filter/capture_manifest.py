@@ -43,6 +43,17 @@ _value:
 
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}\Z")
 HEX = re.compile(r"[0-9a-f]{64}\Z")
+FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}[.]jsonl\Z")
+
+
+def split_capture_path(path):
+    """(model, version hex, file name) of a capture file's path, or None when it is not one."""
+    version_dir = posixpath.dirname(path)
+    model, version = posixpath.basename(posixpath.dirname(version_dir)), posixpath.basename(version_dir)
+    name = posixpath.basename(path)
+    if NAME.match(model) and HEX.match(version) and FILE.match(name):
+        return model, version, name
+    return None
 
 
 def capture_manifest(hostvars_list):
@@ -53,11 +64,10 @@ def capture_manifest(hostvars_list):
         found = hostvars.get("__edgeml_capture") or {}
         for item in found.get("files") or [] if isinstance(found, dict) else []:
             path = str(item.get("path", "")) if isinstance(item, dict) else ""
-            version_dir = posixpath.dirname(path)
-            model, version = posixpath.basename(posixpath.dirname(version_dir)), posixpath.basename(version_dir)
-            name = posixpath.basename(path)
-            if not (NAME.match(model) and HEX.match(version) and name.endswith(".jsonl")):
+            parts = split_capture_path(path)
+            if not parts:
                 continue
+            model, version, name = parts
             entries.append({"site": site, "host": host, "model": model, "version": f"sha256:{version}",
                             "file": f"{site}/{model}/{version}/{host}-{name}",
                             "bytes": item.get("size"), "sha256": item.get("checksum"),

@@ -306,7 +306,9 @@ class Server:
             return self.gone(request, name, "before its answer was ready")
         self.metrics.observe(name, time.perf_counter() - started)
         shadow, after = self.models.shadows.get(name), None
-        if shadow is not None and shadow.serving_version == model.version:
+        if shadow is not None and shadow.expired():
+            self.models.expire_shadow(name)
+        elif shadow is not None and shadow.serving_version == model.version:
             after = shadow.offer(self.shadow_executor, arrays, names, outputs, inferred)
         return Answer(data, headers, lambda sent, total: self.gone(
             request, name, f"after {sent} of the {total} bytes of its answer"), after)
@@ -359,6 +361,9 @@ class Server:
         if problem:
             return problem
         shadow = self.models.shadows.get(model.name)
+        if shadow is not None and shadow.expired():
+            self.models.expire_shadow(model.name)
+            shadow = self.models.shadows.get(model.name)
         if shadow is None:
             why = self.models.shadow_failures.get(model.name)
             if why:

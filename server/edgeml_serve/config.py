@@ -19,6 +19,9 @@ class ModelConfig:
     shadow: Optional[str] = None
     shadow_tolerance: float = 0.001  # scores agree within this (absolute); labels exactly
     shadow_outputs: List[str] = field(default_factory=list)  # compare only these; []: all
+    # Seconds after loading that the shadow is dropped on its own (None: kept until removed), so
+    # that a deploy cut off mid-judging does not leave a candidate running for good.
+    shadow_expires_after: Optional[float] = None
 
 
 @dataclass
@@ -83,7 +86,7 @@ KEYS = {"bind", "port", "token_file", "max_request_bytes", "threads", "intra_op_
         "providers", "models", "limit_concurrency", "keep_alive_timeout", "header_timeout",
         "body_timeout", "max_header_bytes", "max_buffered_bytes", "statistics", "capture_dir",
         "capture_max_bytes", "capture_samples", "capture_max_sample_bytes", "capture_flush_seconds"}
-MODEL_KEYS = {"name", "path", "file", "shadow", "shadow_tolerance", "shadow_outputs"}
+MODEL_KEYS = {"name", "path", "file", "shadow", "shadow_tolerance", "shadow_outputs", "shadow_expires_after"}
 POSITIVE = ("limit_concurrency", "keep_alive_timeout", "header_timeout", "body_timeout")
 
 
@@ -95,6 +98,10 @@ def _shadow_checked(path, model):
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) \
             or not 0 <= tolerance < float("inf"):
         raise ConfigError(f"{where}: shadow_tolerance must be a finite number >= 0, got {tolerance!r}")
+    expires = model.shadow_expires_after
+    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, float))
+                                or not 0 < expires < float("inf")):
+        raise ConfigError(f"{where}: shadow_expires_after must be a number of seconds > 0, got {expires!r}")
     if not isinstance(model.shadow_outputs, list) \
             or not all(isinstance(n, str) and n for n in model.shadow_outputs):
         raise ConfigError(f"{where}: shadow_outputs must be a list of output names, "

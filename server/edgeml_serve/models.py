@@ -153,6 +153,7 @@ class ModelSet:
         self.failures = {}  # model -> last load error
         self.shadows = {}  # model -> Shadow: its candidate beside the version in service
         self.shadow_failures = {}  # model -> why its configured candidate is not loaded
+        self.shadow_expired = {}  # model -> the settings of a shadow that ran its time
 
     def get(self, name):
         return self._models.get(name)
@@ -201,6 +202,29 @@ class ModelSet:
                 LOG.info("model %s: shadow %s removed", name, self.shadows.pop(name).candidate.version)
             for name in set(self.shadow_failures) - {m.name for m in configured if m.shadow}:
                 del self.shadow_failures[name]
+            for name in set(self.shadow_expired) - {m.name for m in configured if m.shadow}:
+                del self.shadow_expired[name]
+
+    def expire_shadow(self, name):
+        """Drop a shadow that ran its time (shadow_expires_after); its candidate is unloaded once
+        the jobs still running on it end. Reading the same configuration again does not load it
+        again; a new one (or a restart) does."""
+        # Called on the event loop: never wait there for a reload in a worker thread; the next
+        # request tries again.
+        if not self._lock.acquire(blocking=False):  # pylint: disable=consider-using-with
+            return
+        try:
+            shadow = self.shadows.get(name)
+            if shadow is None or not shadow.expired():
+                return
+            del self.shadows[name]
+            self.shadow_expired[name] = (shadow.candidate.real_dir, (shadow.serving_version, shadow.tolerance,
+                                                                     shadow.outputs, shadow.expires_after))
+            self.shadow_failures[name] = f"expired {shadow.expires_after:g} s after it was loaded"
+        finally:
+            self._lock.release()
+        LOG.warning("model %s: shadow %s expired after %g s and was dropped", name, shadow.candidate.version,
+                    shadow.expires_after)
 
     def _load_shadow(self, model):
         """Load (or keep) the candidate a model's configuration names beside it. A new serving
@@ -211,10 +235,13 @@ class ModelSet:
         if not model.shadow or serving is None:
             return
         real = os.path.realpath(model.shadow)
-        settings = (serving.version, model.shadow_tolerance, list(model.shadow_outputs))
+        settings = (serving.version, model.shadow_tolerance, list(model.shadow_outputs),
+                    model.shadow_expires_after)
         if old and old.candidate.real_dir == real \
-                and (old.serving_version, old.tolerance, old.outputs) == settings:
+                and (old.serving_version, old.tolerance, old.outputs, old.expires_after) == settings:
             return
+        if self.shadow_expired.get(model.name) == (real, settings):
+            return  # it ran its time; the same configuration read again does not start it anew
         try:
             # One intra-op thread: a candidate's thread pool would spin on the cores the
             # serving version needs (bench/serve_stats.py); it runs off the answer's path anyway.
@@ -226,7 +253,8 @@ class ModelSet:
             LOG.error("model %s: shadow %s not loaded: %s", model.name, real, exc)
             return
         self.shadows[model.name] = Shadow(candidate, serving.version, model.shadow_tolerance,
-                                          model.shadow_outputs)
+                                          model.shadow_outputs, model.shadow_expires_after)
         self.shadow_failures.pop(model.name, None)
+        self.shadow_expired.pop(model.name, None)
         LOG.info("model %s: shadow %s beside %s (%s)", model.name, candidate.version,
                  serving.version, ",".join(candidate.providers))

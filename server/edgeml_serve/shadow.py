@@ -60,7 +60,7 @@ def percentile(values, fraction):
 class Shadow:  # pylint: disable=too-many-instance-attributes  # one counter per figure
     """One candidate beside one serving version, and what the comparison found so far."""
 
-    def __init__(self, candidate, serving_version, tolerance, outputs):
+    def __init__(self, candidate, serving_version, tolerance, outputs, expires_after=None):
         self.candidate = candidate  # a LoadedModel
         # Fast enough to run on the event loop: the hop to the thread would cost more than its
         # inference. A slower one there would hold up every other request for its duration.
@@ -69,6 +69,10 @@ class Shadow:  # pylint: disable=too-many-instance-attributes  # one counter per
         self.tolerance = tolerance
         self.outputs = list(outputs or [])
         self.started = time.time()
+        # on the monotonic clock: a host whose clock is set mid-judging neither ends nor
+        # prolongs it
+        self.expires_after = expires_after
+        self.expires = None if expires_after is None else time.monotonic() + expires_after
         self.lock = threading.Lock()
         self.pending = 0
         self.requests = 0  # run on the candidate and compared
@@ -78,6 +82,9 @@ class Shadow:  # pylint: disable=too-many-instance-attributes  # one counter per
         self.candidate_seconds = collections.deque(maxlen=LATENCY_WINDOW)
         self.serving_seconds = collections.deque(maxlen=LATENCY_WINDOW)
         self.last_disagreement = None
+
+    def expired(self):
+        return self.expires is not None and time.monotonic() >= self.expires
 
     def offer(self, executor, arrays, names, served, serving_seconds):
         """Shadow one answered request, unless the candidate is behind. A candidate fast enough
@@ -133,6 +140,7 @@ class Shadow:  # pylint: disable=too-many-instance-attributes  # one counter per
         return {"model": name, "serving_version": self.serving_version,
                 "candidate_version": self.candidate.version, "since": self.started,
                 "tolerance": self.tolerance, "outputs": self.outputs, **figures,
+                "expires_in": None if self.expires is None else round(max(0.0, self.expires - time.monotonic()), 3),
                 "agreement": round(figures["agreed"] / figures["requests"], 6)
                 if figures["requests"] else None,
                 "candidate_latency_ms": {"p50": percentile(candidate, 0.5),

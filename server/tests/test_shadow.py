@@ -116,6 +116,33 @@ def test_a_reload_keeps_removes_or_restarts_the_comparison(store, tmp_path):
         assert client.get("/v2/models/nope/shadow").status_code == 404
 
 
+def test_a_shadow_expires_on_its_own_and_the_same_configuration_does_not_restart_it(store, tmp_path):
+    """A deploy cut off while it judged leaves the shadow in serve.yml: the server drops it after
+    shadow_expires_after, and a reload of that configuration (or a request) does not load it
+    again; a new shadow setting does."""
+    same = make_model(store / "scale" / "versions" / ("d" * 64), 2.0)
+    config = _config(tmp_path, store, f"    shadow: {same}\n    shadow_expires_after: 0.5\n")
+    server = Server(str(config))
+    with TestClient(server.app()) as client:
+        _infer(client, [[1, 2, 3, 4]])
+        report = _settled(client, 1)
+        assert report["requests"] == 1 and 0 < report["expires_in"] <= 0.5
+        time.sleep(0.6)
+        assert _infer(client, [[1, 2, 3, 4]])["model_version"] == SERVING  # serving goes on
+        gone = client.get("/v2/models/scale/shadow")
+        assert gone.status_code == 404 and "expired 0.5 s after it was loaded" in gone.json()["shadow_failed"]
+        assert "scale" not in server.models.shadows
+        asyncio.run(server.reload())  # the same configuration: stays dropped
+        assert client.get("/v2/models/scale/shadow").status_code == 404
+        config.write_text(config.read_text().replace("0.5", "60"))
+        asyncio.run(server.reload())  # a new setting: a new comparison
+        again = client.get("/v2/models/scale/shadow").json()
+        assert again["requests"] == 0 and 59 < again["expires_in"] <= 60
+        config.write_text(f"models:\n  - name: scale\n    path: {store}/scale/current\n")
+        asyncio.run(server.reload())
+        assert not server.models.shadow_expired and not server.models.shadow_failures
+
+
 class _Stuck:
     """An executor whose work never runs: a candidate that has fallen behind."""
 
@@ -216,6 +243,9 @@ def test_labels_agree_exactly_or_not_at_all(labels, data):
     ("    shadow: /x\n    shadow_tolerance: -1\n", "finite number >= 0"),
     ("    shadow: /x\n    shadow_outputs: label\n", "list of output names"),
     ("    shadows: /x\n", "unknown keys"),
+    ("    shadow: /x\n    shadow_expires_after: 0\n", "seconds > 0"),
+    ("    shadow: /x\n    shadow_expires_after: true\n", "seconds > 0"),
+    ("    shadow: /x\n    shadow_expires_after: .inf\n", "seconds > 0"),
 ])
 def test_a_bad_shadow_setting_is_refused(store, tmp_path, line, message):
     with pytest.raises(config_mod.ConfigError, match=message):
