@@ -16,12 +16,13 @@ export EDGEML_LAB_STATE := $(CURDIR)/lab/.state
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
-.PHONY: help venv demo test soak lint sanity unit chromium molecule integration publish-check readmes lab-up lab-down lab-status build clean
+.PHONY: help venv demo test soak lint sanity unit chromium molecule integration publish-check readmes lab-up lab-down lab-status build clean ee
 
 help:
 	@echo "make demo   bring the lab up and run edgeml.fleet.site against it"
 	@echo "make test   lint, sanity, unit, integration and molecule tests"
 	@echo "make soak   the long trials: 50 kill -9 crash trials, big property-based budgets"
+	@echo "make ee     build the execution environment image and run the main job in it"
 	@echo "make lab-up | lab-down | lab-status | build | publish-check | readmes | clean"
 
 # --- environment --------------------------------------------------------------------------
@@ -87,6 +88,12 @@ soak: lab-up
 	EDGEML_CRASH_TRIALS=50 EDGEML_HYPOTHESIS_EXAMPLES=5000 EDGEML_SOAK=1 \
 	  $(BIN)/pytest -q tests/integration/test_store_crash.py tests/unit/plugins/module_utils \
 	  tests/integration/test_bundle.py::test_bootstrap_from_a_laptop_with_the_bundle_in_chunks
+
+# The execution environment image (from the lab's debootstrap image; minutes) and the test that
+# runs edgeml.fleet.site in it with ansible-runner. make test skips that test unless the image is built.
+ee: lab-up build
+	$(PY) -m lab ee
+	$(BIN)/pytest -q tests/integration/test_execution_environment.py
 
 build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path build/

@@ -1,4 +1,4 @@
-"""python -m lab up | down | status | render"""
+"""python -m lab up | down | status | render | ee"""
 
 import argparse
 import json
@@ -6,7 +6,7 @@ import sys
 
 import docker
 
-from . import containers, engine, image, models, pki, publish, render
+from . import containers, ee, engine, image, models, pki, publish, render
 from .topology import (CORE_REGISTRY, EXTRAS, HOSTS, LABEL, REGISTRIES, STATE)
 
 
@@ -87,7 +87,7 @@ def status():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
-    parser.add_argument("command", choices=("up", "down", "status", "render"))
+    parser.add_argument("command", choices=("up", "down", "status", "render", "ee"))
     parser.add_argument("--with", dest="extras", action="append", default=[], choices=sorted(EXTRAS),
                         help="also start these extra hosts (after the lab itself)")
     parser.add_argument("--check", action="store_true",
@@ -95,6 +95,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "render":
         return render.render(check=args.check)
+    if args.command == "ee":
+        print(ee.build())
+        return 0
     result = {"up": up, "down": down, "status": status}[args.command]() or 0
     if args.command == "up":
         for name in args.extras:

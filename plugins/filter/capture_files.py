@@ -24,6 +24,9 @@ options:
     type: list
     elements: dict
     required: true
+  max_bytes:
+    description: At most this many bytes in all, the newest files first (none - all of them).
+    type: int
 """
 
 EXAMPLES = r"""
@@ -40,7 +43,7 @@ _value:
 """
 
 
-def capture_files(found):
+def capture_files(found, max_bytes=None):
     entries = []
     for item in found or []:
         path = str(item.get("path", "")) if isinstance(item, dict) else ""
@@ -50,6 +53,15 @@ def capture_files(found):
             entries.append({"path": path, "file": f"{model}/{version}/{name}", "model": model,
                             "version": f"sha256:{version}", "bytes": item.get("size"),
                             "sha256": item.get("checksum"), "modified": item.get("mtime")})
+    if max_bytes is not None:  # the newest first, up to the cap
+        kept, total = [], 0
+        cap = int(max_bytes)
+        for entry in sorted(entries, key=lambda e: -e["modified"] if isinstance(e["modified"], (int, float)) else 0):
+            size = entry["bytes"] if isinstance(entry["bytes"], int) and entry["bytes"] >= 0 else cap + 1
+            if total + size <= cap:
+                kept.append(entry)
+                total += size
+        entries = kept
     return sorted(entries, key=lambda e: e["file"])
 
 

@@ -69,7 +69,7 @@ def capture_manifest(hostvars_list):
                 continue
             model, version, name = parts
             entries.append({"site": site, "host": host, "model": model, "version": f"sha256:{version}",
-                            "file": f"{site}/{model}/{version}/{host}-{name}",
+                            "file": f"{site}/{model}/{version}/{host}/{name}",
                             "bytes": item.get("size"), "sha256": item.get("checksum"),
                             "modified": item.get("mtime")})
     return sorted(entries, key=lambda e: (e["site"], e["model"], e["version"], e["host"], e["file"]))

@@ -21,7 +21,8 @@ description:
   - The medium came from a site and is trusted for nothing - a file is taken only when its path is
     C(<host>/<model>/<version hex>/<name>.jsonl) for a host with a result report that lists that
     file with the same sha256. C(warnings) says which others were left out, and which listed
-    files did not arrive.
+    files did not arrive (the first 20, then how many more).
+  - Give it the reports of disconnected hosts only; a host measured live has its capture fetched.
 options:
   _input:
     description: The C(files) of an C(ansible.builtin.find) of C(root), with sha256 checksums.
@@ -37,6 +38,14 @@ options:
     description: The directory searched, C(<results>/capture).
     type: path
     required: true
+  copied:
+    description:
+      - The C(results) of an C(ansible.builtin.stat) (sha256) of each file's copy in the dataset,
+        looped over the C(files) this filter returned. Given, only the files whose copy is a
+        regular file with the sha256 the report lists are returned (the medium could have
+        changed between the find and the copy).
+    type: list
+    elements: dict
 """
 
 EXAMPLES = r"""
@@ -49,25 +58,40 @@ RETURN = r"""
 _value:
   description:
     - C({files, warnings}). Each file has C(src) (its path on the controller), C(file) (its path
-      in the dataset, C(<site>/<model>/<version hex>/<host>-<name>)), site, host, model, version,
+      in the dataset, C(<site>/<model>/<version hex>/<host>/<name>)), site, host, model, version,
       bytes, sha256, modified, C(reported_at) (the report's date) and C(source).
   type: dict
 """
 
 
-def carried_capture(found, reports, root):
+MAX_ENTRIES = 10000  # capture entries taken from one report (a full capture directory is hundreds)
+MAX_WARNINGS = 20  # warnings said one by one; the rest are counted
+
+
+def _number(value):
+    """A finite number, or None (a crafted report's 400-digit integer must not break the run)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value) if math.isfinite(value) else None
+    except OverflowError:
+        return None
+
+
+def carried_capture(found, reports, root, copied=None):
     root = posixpath.normpath(str(root))
     listed = {}
     for report in reports or []:
-        for entry in report.get("capture") or [] if isinstance(report.get("capture"), list) else []:
+        entries = report.get("capture") if isinstance(report.get("capture"), list) else []
+        for entry in entries[:MAX_ENTRIES]:
             if isinstance(entry, dict) and isinstance(entry.get("file"), str):
                 listed[(report["host"], entry["file"])] = (report, entry)
     files, warnings, seen = [], [], set()
     for item in found or []:
         path = posixpath.normpath(str(item.get("path", ""))) if isinstance(item, dict) else ""
         rel = posixpath.relpath(path, root) if path.startswith(root + "/") else None
-        host, _, inner = (rel or "").partition("/")
-        parts = split_capture_path(inner) if rel and "/" in inner and inner.count("/") == 2 else None
+        host, _sep, inner = (rel or "").partition("/")
+        parts = split_capture_path(inner) if rel and inner.count("/") == 2 else None
         report, entry = listed.get((host, inner), (None, None))
         if not parts or report is None:
             warnings.append(f"capture/{str(rel or path)[:200]}: no result report lists it; left out")
@@ -77,15 +101,24 @@ def carried_capture(found, reports, root):
             warnings.append(f"capture/{rel}: its sha256 is not the one its result report gives; left out")
             continue
         model, version, name = parts
-        site = str(report["site"])
-        modified = entry.get("modified")
-        modified = float(modified) if isinstance(modified, (int, float)) and math.isfinite(modified) else None
-        files.append({"src": path, "file": f"{site}/{model}/{version}/{host}-{name}",
+        site = str(report.get("site", "-"))
+        files.append({"src": path, "file": f"{site}/{model}/{version}/{host}/{name}",
                       "site": site, "host": host, "model": model, "version": f"sha256:{version}",
-                      "bytes": item.get("size"), "sha256": item.get("checksum"), "modified": modified,
-                      "reported_at": report.get("reported_at"), "source": "result report"})
+                      "bytes": _number(item.get("size")), "sha256": item.get("checksum"),
+                      "modified": _number(entry.get("modified")),
+                      "reported_at": str(report.get("reported_at", "-"))[:40], "source": "result report"})
     for (host, inner) in sorted(set(listed) - seen):
         warnings.append(f"capture/{host}/{inner[:200]}: listed in its result report, not carried home")
+    if copied is not None:  # what arrived in the dataset must still be what the report lists
+        arrived = {r["item"]["file"]: r["stat"] for r in copied
+                   if isinstance(r, dict) and isinstance(r.get("item"), dict) and isinstance(r.get("stat"), dict)}
+        for entry in list(files):
+            stat = arrived.get(entry["file"]) or {}
+            if not (stat.get("isreg") and not stat.get("islnk") and stat.get("checksum") == entry["sha256"]):
+                files.remove(entry)
+                warnings.append(f"{entry['file']}: the copy is not what its result report lists; removed")
+    if len(warnings) > MAX_WARNINGS:
+        warnings = warnings[:MAX_WARNINGS] + [f"... and {len(warnings) - MAX_WARNINGS} more"]
     return {"files": sorted(files, key=lambda e: e["file"]), "warnings": warnings}
 
 

@@ -73,6 +73,8 @@ def carried_reports(files, hosts, sites, needs="models"):
             warnings.append(f"{name}: not a result report ({str(exc)[:80]})")
             continue
         host = report.get("host") if isinstance(report, dict) else None
+        if name == "summary.json" and isinstance(report, dict) and "host" not in report:
+            continue  # the bootstrap's own summary of its run, written next to the reports
         if not isinstance(host, str) or name != f"{host}.json":
             warnings.append(f"{name}: names host {str(host)[:60]!r}, not the one in its file name")
         elif host not in hosts:

@@ -22,6 +22,9 @@ class ModelConfig:
     # Seconds after loading that the shadow is dropped on its own (None: kept until removed), so
     # that a deploy cut off mid-judging does not leave a candidate running for good.
     shadow_expires_after: Optional[float] = None
+    # Names one judging (model_deploy writes the time it started): a new one is a new comparison,
+    # also of a candidate that ran its time before (a deploy cut off, then run again).
+    shadow_id: Optional[str] = None
 
 
 @dataclass
@@ -86,7 +89,7 @@ KEYS = {"bind", "port", "token_file", "max_request_bytes", "threads", "intra_op_
         "providers", "models", "limit_concurrency", "keep_alive_timeout", "header_timeout",
         "body_timeout", "max_header_bytes", "max_buffered_bytes", "statistics", "capture_dir",
         "capture_max_bytes", "capture_samples", "capture_max_sample_bytes", "capture_flush_seconds"}
-MODEL_KEYS = {"name", "path", "file", "shadow", "shadow_tolerance", "shadow_outputs", "shadow_expires_after"}
+MODEL_KEYS = {"name", "path", "file", "shadow", "shadow_tolerance", "shadow_outputs", "shadow_expires_after", "shadow_id"}
 POSITIVE = ("limit_concurrency", "keep_alive_timeout", "header_timeout", "body_timeout")
 
 
@@ -102,6 +105,8 @@ def _shadow_checked(path, model):
     if expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, float))
                                 or not 0 < expires < float("inf")):
         raise ConfigError(f"{where}: shadow_expires_after must be a number of seconds > 0, got {expires!r}")
+    if model.shadow_id is not None and (not isinstance(model.shadow_id, str) or not 0 < len(model.shadow_id) <= 100):
+        raise ConfigError(f"{where}: shadow_id must be text of 1 to 100 characters, got {model.shadow_id!r}")
     if not isinstance(model.shadow_outputs, list) \
             or not all(isinstance(n, str) and n for n in model.shadow_outputs):
         raise ConfigError(f"{where}: shadow_outputs must be a list of output names, "

@@ -219,7 +219,8 @@ class ModelSet:
                 return
             del self.shadows[name]
             self.shadow_expired[name] = (shadow.candidate.real_dir, (shadow.serving_version, shadow.tolerance,
-                                                                     shadow.outputs, shadow.expires_after))
+                                                                     shadow.outputs, shadow.expires_after,
+                                                                     shadow.shadow_id))
             self.shadow_failures[name] = f"expired {shadow.expires_after:g} s after it was loaded"
         finally:
             self._lock.release()
@@ -236,9 +237,9 @@ class ModelSet:
             return
         real = os.path.realpath(model.shadow)
         settings = (serving.version, model.shadow_tolerance, list(model.shadow_outputs),
-                    model.shadow_expires_after)
+                    model.shadow_expires_after, model.shadow_id)
         if old and old.candidate.real_dir == real \
-                and (old.serving_version, old.tolerance, old.outputs, old.expires_after) == settings:
+                and (old.serving_version, old.tolerance, old.outputs, old.expires_after, old.shadow_id) == settings:
             return
         if self.shadow_expired.get(model.name) == (real, settings):
             return  # it ran its time; the same configuration read again does not start it anew
@@ -253,7 +254,7 @@ class ModelSet:
             LOG.error("model %s: shadow %s not loaded: %s", model.name, real, exc)
             return
         self.shadows[model.name] = Shadow(candidate, serving.version, model.shadow_tolerance,
-                                          model.shadow_outputs, model.shadow_expires_after)
+                                          model.shadow_outputs, model.shadow_expires_after, model.shadow_id)
         self.shadow_failures.pop(model.name, None)
         self.shadow_expired.pop(model.name, None)
         LOG.info("model %s: shadow %s beside %s (%s)", model.name, candidate.version,

@@ -60,7 +60,7 @@ def percentile(values, fraction):
 class Shadow:  # pylint: disable=too-many-instance-attributes  # one counter per figure
     """One candidate beside one serving version, and what the comparison found so far."""
 
-    def __init__(self, candidate, serving_version, tolerance, outputs, expires_after=None):
+    def __init__(self, candidate, serving_version, tolerance, outputs, expires_after=None, shadow_id=None):
         self.candidate = candidate  # a LoadedModel
         # Fast enough to run on the event loop: the hop to the thread would cost more than its
         # inference. A slower one there would hold up every other request for its duration.
@@ -72,6 +72,7 @@ class Shadow:  # pylint: disable=too-many-instance-attributes  # one counter per
         # on the monotonic clock: a host whose clock is set mid-judging neither ends nor
         # prolongs it
         self.expires_after = expires_after
+        self.shadow_id = shadow_id
         self.expires = None if expires_after is None else time.monotonic() + expires_after
         self.lock = threading.Lock()
         self.pending = 0
@@ -139,7 +140,7 @@ class Shadow:  # pylint: disable=too-many-instance-attributes  # one counter per
                        "skipped": self.skipped, "last_disagreement": self.last_disagreement}
         return {"model": name, "serving_version": self.serving_version,
                 "candidate_version": self.candidate.version, "since": self.started,
-                "tolerance": self.tolerance, "outputs": self.outputs, **figures,
+                "tolerance": self.tolerance, "outputs": self.outputs, "id": self.shadow_id, **figures,
                 "expires_in": None if self.expires is None else round(max(0.0, self.expires - time.monotonic()), 3),
                 "agreement": round(figures["agreed"] / figures["requests"], 6)
                 if figures["requests"] else None,

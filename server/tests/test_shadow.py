@@ -121,23 +121,34 @@ def test_a_shadow_expires_on_its_own_and_the_same_configuration_does_not_restart
     shadow_expires_after, and a reload of that configuration (or a request) does not load it
     again; a new shadow setting does."""
     same = make_model(store / "scale" / "versions" / ("d" * 64), 2.0)
-    config = _config(tmp_path, store, f"    shadow: {same}\n    shadow_expires_after: 0.5\n")
+    config = _config(tmp_path, store, f"    shadow: {same}\n    shadow_expires_after: 1.5\n")
     server = Server(str(config))
     with TestClient(server.app()) as client:
         _infer(client, [[1, 2, 3, 4]])
         report = _settled(client, 1)
-        assert report["requests"] == 1 and 0 < report["expires_in"] <= 0.5
-        time.sleep(0.6)
+        assert report["requests"] == 1 and 0 < report["expires_in"] <= 1.5
+        time.sleep(1.6)
         assert _infer(client, [[1, 2, 3, 4]])["model_version"] == SERVING  # serving goes on
         gone = client.get("/v2/models/scale/shadow")
-        assert gone.status_code == 404 and "expired 0.5 s after it was loaded" in gone.json()["shadow_failed"]
+        assert gone.status_code == 404 and "expired 1.5 s after it was loaded" in gone.json()["shadow_failed"]
         assert "scale" not in server.models.shadows
         asyncio.run(server.reload())  # the same configuration: stays dropped
         assert client.get("/v2/models/scale/shadow").status_code == 404
-        config.write_text(config.read_text().replace("0.5", "60"))
+        config.write_text(config.read_text().replace("1.5", "60"))
         asyncio.run(server.reload())  # a new setting: a new comparison
         again = client.get("/v2/models/scale/shadow").json()
         assert again["requests"] == 0 and 59 < again["expires_in"] <= 60
+        # A deploy run again after one was cut off names a new judging: the same candidate is
+        # compared afresh even though an earlier judging of it expired.
+        config.write_text(config.read_text().replace("60", "1") + "    shadow_id: run-1\n")
+        asyncio.run(server.reload())
+        time.sleep(1.1)
+        _infer(client, [[1, 2, 3, 4]])
+        assert client.get("/v2/models/scale/shadow").status_code == 404
+        config.write_text(config.read_text().replace("run-1", "run-2"))
+        asyncio.run(server.reload())
+        fresh = client.get("/v2/models/scale/shadow").json()
+        assert fresh["id"] == "run-2" and fresh["requests"] == 0 and fresh["expires_in"] > 0
         config.write_text(f"models:\n  - name: scale\n    path: {store}/scale/current\n")
         asyncio.run(server.reload())
         assert not server.models.shadow_expired and not server.models.shadow_failures
@@ -246,6 +257,7 @@ def test_labels_agree_exactly_or_not_at_all(labels, data):
     ("    shadow: /x\n    shadow_expires_after: 0\n", "seconds > 0"),
     ("    shadow: /x\n    shadow_expires_after: true\n", "seconds > 0"),
     ("    shadow: /x\n    shadow_expires_after: .inf\n", "seconds > 0"),
+    ("    shadow: /x\n    shadow_id: 7\n", "shadow_id must be text"),
 ])
 def test_a_bad_shadow_setting_is_refused(store, tmp_path, line, message):
     with pytest.raises(config_mod.ConfigError, match=message):

@@ -20,5 +20,5 @@ def test_each_file_is_listed_as_fetched():
         {"inventory_hostname": "c1"}])
     assert [e["host"] for e in entries] == ["a1", "b1"]
     assert entries[0] == {"site": "site-a", "host": "a1", "model": "fraud", "version": f"sha256:{HEX}",
-                          "file": f"site-a/fraud/{HEX}/a1-x.jsonl", "bytes": 10, "sha256": "c" * 64,
+                          "file": f"site-a/fraud/{HEX}/a1/x.jsonl", "bytes": 10, "sha256": "c" * 64,
                           "modified": 1.5}

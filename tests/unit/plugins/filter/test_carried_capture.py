@@ -44,7 +44,7 @@ def test_a_listed_file_with_its_sha256_goes_into_the_dataset_dated():
     entry = capture_files([_found(f"/var/lib/edgeml/capture/fraud/{HEX}/a.jsonl")])[0]
     out = carried_capture([_found(f"{ROOT}/c1/fraud/{HEX}/a.jsonl")], reports=[_report("c1", "site-c", entry)], root=ROOT)
     assert out["warnings"] == []
-    assert out["files"] == [{"src": f"{ROOT}/c1/fraud/{HEX}/a.jsonl", "file": f"site-c/fraud/{HEX}/c1-a.jsonl",
+    assert out["files"] == [{"src": f"{ROOT}/c1/fraud/{HEX}/a.jsonl", "file": f"site-c/fraud/{HEX}/c1/a.jsonl",
                              "site": "site-c", "host": "c1", "model": "fraud", "version": f"sha256:{HEX}",
                              "bytes": 2, "sha256": _sha("x\n"), "modified": 1.0,
                              "reported_at": "2026-11-27T01:02:03Z", "source": "result report"}]
@@ -88,7 +88,7 @@ def test_round_trip_through_a_real_directory(tmp_path):
     found = [{"path": os.path.join(d, f), "size": 9, "checksum": _sha(open(os.path.join(d, f)).read())}
              for d, _, fs in os.walk(root) for f in fs]
     out = carried_capture(found, reports=[_report("c1", "site-c", *entries)], root=str(root))
-    assert [f["file"] for f in out["files"]] == [f"site-c/fraud/{HEX}/c1-t1.jsonl"]
+    assert [f["file"] for f in out["files"]] == [f"site-c/fraud/{HEX}/c1/t1.jsonl"]
     assert out["warnings"] == []
 
 
@@ -107,9 +107,35 @@ def test_no_crafted_name_leads_out_of_the_dataset(found_parts, listed, hosts):
     out = carried_capture(found, reports=reports, root=ROOT)
     for entry in out["files"]:
         parts = entry["file"].split("/")
-        assert len(parts) == 4 and parts[0] == "site-c"
+        assert len(parts) == 5 and parts[0] == "site-c"
         assert posixpath.normpath(entry["file"]) == entry["file"]
         assert not any(p in ("", ".", "..") for p in parts) and "\x00" not in entry["file"]
         assert entry["src"].startswith(ROOT + "/") and posixpath.normpath(entry["src"]) == entry["src"]
-        assert entry["host"] in hosts and parts[3].startswith(entry["host"] + "-")
+        assert entry["host"] in hosts and parts[3] == entry["host"]
     assert len(out["files"]) <= len(found)
+
+
+def test_odd_values_in_a_report_do_not_break_the_run():
+    """A 400-digit time, a report with no site, thousands of unlisted files: taken or warned
+    about, never an exception that would stop the monitor before it writes its report."""
+    entry = {"file": f"fraud/{HEX}/a.jsonl", "sha256": _sha("x\n"), "modified": 10 ** 400}
+    report = {"host": "c1", "reported_at": ["not", "text"], "capture": [entry]}
+    stray = [_found(f"{ROOT}/c1/fraud/{HEX}/s{n}.jsonl") for n in range(500)]
+    out = carried_capture([_found(f"{ROOT}/c1/fraud/{HEX}/a.jsonl")] + stray, reports=[report], root=ROOT)
+    assert [(f["file"], f["modified"]) for f in out["files"]] == [(f"-/fraud/{HEX}/c1/a.jsonl", None)]
+    assert len(out["warnings"]) == 21 and out["warnings"][-1] == "... and 480 more"
+
+
+def test_a_copy_that_changed_on_the_way_is_not_taken():
+    """The medium can change between the find and the copy: only copies that are regular files
+    with the listed sha256 stay in the dataset's list."""
+    entries = [{"file": f"fraud/{HEX}/{n}.jsonl", "sha256": _sha("x\n")} for n in ("a", "b", "c")]
+    found = [_found(f"{ROOT}/c1/fraud/{HEX}/{n}.jsonl") for n in ("a", "b", "c")]
+    taken = carried_capture(found, reports=[_report("c1", "site-c", *entries)], root=ROOT)["files"]
+    stats = {"a": {"isreg": True, "islnk": False, "checksum": _sha("x\n")},
+             "b": {"isreg": True, "islnk": False, "checksum": _sha("swapped\n")},
+             "c": {"isreg": False, "islnk": True}}
+    copied = [{"item": entry, "stat": stats[entry["file"].rsplit("/", 1)[1][0]]} for entry in taken]
+    out = carried_capture(found, reports=[_report("c1", "site-c", *entries)], root=ROOT, copied=copied)
+    assert [f["file"] for f in out["files"]] == [f"site-c/fraud/{HEX}/c1/a.jsonl"]
+    assert len([w for w in out["warnings"] if "removed" in w]) == 2

@@ -38,3 +38,8 @@ def test_any_files_give_reports_and_reasons_never_an_error(files):
     result = carried_reports([list(f) for f in files], ["c1"], SITES, needs="drift")
     assert all(r["host"] == "c1" for r in result["reports"])
     assert len(result["reports"]) + len(result["warnings"]) <= len(files) + 1
+
+
+def test_the_bootstraps_own_summary_is_no_report_and_no_warning():
+    out = carried_reports([["/r/summary.json", '{"hosts": [], "totals": {}}']], hosts=["c1"], sites={"c1": "site-c"})
+    assert out == {"reports": [], "warnings": []}
