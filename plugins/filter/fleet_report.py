@@ -126,14 +126,19 @@ def fleet_report(hostvars_list, alive):
             "models": models,
         })
     hosts.sort(key=lambda h: (h["site"], h["host"]))
+    return {"hosts": hosts, "totals": report_totals(hosts)}
+
+
+def report_totals(hosts):
+    """The totals of a report's hosts: hosts, sites, ok, failed, and models per state."""
     states = {}
     for host in hosts:
-        for model in host["models"]:
-            states[model["state"]] = states.get(model["state"], 0) + 1
-    failed = sum(1 for h in hosts if h["state"] == "FAILED")
-    return {"hosts": hosts,
-            "totals": {"hosts": len(hosts), "sites": len({h["site"] for h in hosts}),
-                       "ok": len(hosts) - failed, "failed": failed, "model_states": states}}
+        for model in host.get("models") or []:
+            state = str(model.get("state")) if isinstance(model, dict) else "?"
+            states[state] = states.get(state, 0) + 1
+    failed = sum(1 for h in hosts if h.get("state") == "FAILED")
+    return {"hosts": len(hosts), "sites": len({str(h.get("site", "-")) for h in hosts}),
+            "ok": len(hosts) - failed, "failed": failed, "model_states": states}
 
 
 class FilterModule:
