@@ -4,8 +4,8 @@
 report gives are taken, and no crafted name yields a dataset path outside the dataset."""
 
 import hashlib
-import os
 import posixpath
+from pathlib import Path
 
 from hypothesis import given, settings, strategies as st
 
@@ -84,9 +84,8 @@ def test_round_trip_through_a_real_directory(tmp_path):
     for entry in entries:
         dest = root / "c1" / entry["file"]
         dest.parent.mkdir(parents=True)
-        dest.write_bytes(open(entry["path"], "rb").read())
-    found = [{"path": os.path.join(d, f), "size": 9, "checksum": _sha(open(os.path.join(d, f)).read())}
-             for d, _, fs in os.walk(root) for f in fs]
+        dest.write_bytes(Path(entry["path"]).read_bytes())
+    found = [{"path": str(p), "size": 9, "checksum": _sha(p.read_text())} for p in root.rglob("*") if p.is_file()]
     out = carried_capture(found, reports=[_report("c1", "site-c", *entries)], root=str(root))
     assert [f["file"] for f in out["files"]] == [f"site-c/fraud/{HEX}/c1/t1.jsonl"]
     assert out["warnings"] == []
