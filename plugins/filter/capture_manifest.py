@@ -13,9 +13,10 @@ name: capture_manifest
 short_description: List the data capture files the monitor playbook fetched, as a dataset manifest
 version_added: 0.1.0
 description:
-  - Takes the host variables of the hosts the monitor playbook targeted, each with the
-    C(ansible.builtin.find) result of its capture directory, and returns one entry per file -
-    site, host, model, version, the file's path in the fetched dataset, bytes, sha256 and time.
+  - Takes the host variables of the hosts the monitor playbook targeted, each with the results of
+    its capture files' fetch (C(__edgeml_capture_fetched), looped over C(edgeml.fleet.capture_files)),
+    and returns one entry per file that arrived - site, host, model, version, the file's path in
+    the fetched dataset, bytes, sha256 and time.
   - A file whose path does not end in C(<model>/<64 hex>/<name>.jsonl) is left out (the server
     writes no other).
 options:
@@ -61,17 +62,21 @@ def capture_manifest(hostvars_list):
     for hostvars in hostvars_list:
         host = str(hostvars.get("inventory_hostname", "?"))
         site = str(hostvars.get("edgeml_site", "-"))
-        found = hostvars.get("__edgeml_capture") or {}
-        for item in found.get("files") or [] if isinstance(found, dict) else []:
-            path = str(item.get("path", "")) if isinstance(item, dict) else ""
-            parts = split_capture_path(path)
+        fetched = hostvars.get("__edgeml_capture_fetched") or {}
+        results = fetched.get("results") if isinstance(fetched, dict) else None
+        for result in results if isinstance(results, list) else []:
+            item = result.get("item") if isinstance(result, dict) else None
+            # only files that arrived: not skipped, not failed, written somewhere
+            if not isinstance(item, dict) or result.get("failed") or result.get("skipped") or "dest" not in result:
+                continue
+            parts = split_capture_path(str(item.get("path", "")))
             if not parts:
                 continue
             model, version, name = parts
             entries.append({"site": site, "host": host, "model": model, "version": f"sha256:{version}",
                             "file": f"{site}/{model}/{version}/{host}/{name}",
-                            "bytes": item.get("size"), "sha256": item.get("checksum"),
-                            "modified": item.get("mtime")})
+                            "bytes": item.get("bytes"), "sha256": item.get("sha256"),
+                            "modified": item.get("modified")})
     return sorted(entries, key=lambda e: (e["site"], e["model"], e["version"], e["host"], e["file"]))
 
 

@@ -104,7 +104,7 @@ def carried_capture(found, reports, root, copied=None):
         site = str(report.get("site", "-"))
         files.append({"src": path, "file": f"{site}/{model}/{version}/{host}/{name}",
                       "site": site, "host": host, "model": model, "version": f"sha256:{version}",
-                      "bytes": _number(item.get("size")), "sha256": item.get("checksum"),
+                      "bytes": item.get("size") if isinstance(item.get("size"), int) else None, "sha256": item.get("checksum"),
                       "modified": _number(entry.get("modified")),
                       "reported_at": str(report.get("reported_at", "-"))[:40], "source": "result report"})
     for (host, inner) in sorted(set(listed) - seen):

@@ -30,11 +30,12 @@ def _ms(report, key):
     return float(value)
 
 
-def figures(report, model, candidate, serving):
-    """The report's figures, checked: it must be about this candidate beside this serving version."""
+def figures(report, model, candidate, serving, shadow_id=None):
+    """The report's figures, checked: it must be about this candidate beside this serving version,
+    and (shadow_id) this judging, not another deploy's."""
     if not isinstance(report, dict):
         raise ShadowError(f"model {model}: the server's shadow report is not a JSON object")
-    for key, wanted in (("candidate_version", candidate), ("serving_version", serving)):
+    for key, wanted in (("candidate_version", candidate), ("serving_version", serving), ("id", shadow_id)):
         if wanted and report.get(key) != wanted:
             raise ShadowError(f"model {model}: the server's shadow compares {report.get(key)!r} where "
                               f"{key} {wanted} was expected (another deploy changed it?)")

@@ -36,6 +36,11 @@ options:
   serving:
     description: The serving version (C(sha256:<hex>)) the candidate must be compared with.
     type: str
+  shadow_id:
+    description:
+      - The judging's name, as written into serve.yml (C(shadow_id)); the server's figures must be
+        this judging's, not those of another deploy that changed the shadow meanwhile.
+    type: str
   min_requests:
     description: Requests the candidate must have been compared on before it is judged.
     type: int
@@ -160,7 +165,7 @@ def _reading(module, client):
                              passed=False, judged=False)
         return None, None, f"the server has no shadow of {model} ({why})"
     try:
-        found = figures(report, model, params["candidate"], params["serving"])
+        found = figures(report, model, params["candidate"], params["serving"], params["shadow_id"])
     except ShadowError as exc:
         return None, None, str(exc)
     passed, message = judge(found, params["min_requests"], params["min_agreement"],
@@ -215,6 +220,7 @@ def main():
             "model": {"type": "str", "required": True},
             "candidate": {"type": "str"},
             "serving": {"type": "str"},
+            "shadow_id": {"type": "str"},
             "min_requests": {"type": "int", "default": 200},
             "min_agreement": {"type": "float", "default": 99.0},
             "latency_p95_ms": {"type": "float"},

@@ -3,6 +3,7 @@ a controller's workflow runs them (docs/controller.md): each slice's report is a
 own job and covers its own site, each host's models are in a job event, and the reports passed on
 as workflow artifacts (set_stats) combine into one fleet report with every host."""
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -51,15 +52,21 @@ def test_three_slices_side_by_side_make_one_fleet_report(tmp_path, playbook):
         assert shown == set(SLICES[target])
         # the workflow artifact (set_stats), merged as a controller merges its parents' artifacts
         stats = _events(runner, "playbook_on_stats")
-        artifacts.update(stats[-1]["event_data"]["artifact_data"])
-    assert sorted(artifacts) == [f"edgeml_slice_report_{target}" for target in sorted(SLICES)]
+        passed = stats[-1]["event_data"]["artifact_data"]
+        (key, value), = passed.items()
+        assert key.startswith(f"edgeml_slice_report_{target}_")
+        # base64 JSON: the next node gets it as an extra variable, which Ansible would template
+        # (a host's message such as "{{ lookup('pipe', ...) }}" would run on the controller)
+        assert json.loads(base64.b64decode(value)) == report
+        artifacts.update(passed)
+    assert len(artifacts) == 3
 
-    thread, runner = _job(tmp_path, "combine", "edgeml.fleet.combine_reports", artifacts)
+    thread, runner = _job(tmp_path, "combine", "edgeml.fleet.combine_reports", {**artifacts, "edgeml_slices_expected": 3})
     thread.join(300)
     assert runner.status == "successful", runner.stdout.read()[-3000:]
     combined = json.loads((Path(runner.config.artifact_dir) / "edgeml-report.json").read_text())
     assert [h["host"] for h in combined["hosts"]] == [h for hosts in SLICES.values() for h in hosts]
-    assert combined["slices"] == 3 and combined["warnings"] == []
+    assert combined["slices"] == 3 and combined["missing"] == 0 and combined["warnings"] == []
     assert combined["totals"]["hosts"] == 5 and combined["totals"]["sites"] == 3 and combined["totals"]["failed"] == 0
     states = {h["host"]: h["state"] for h in combined["hosts"]}
     assert {states[h] for h in SLICES["site_site_a"] + SLICES["site_site_b"]} == {"ok"}

@@ -197,3 +197,10 @@ def test_a_server_that_dribbles_its_answer_cannot_hold_the_gate_past_its_timeout
 def test_counts_beyond_what_a_server_can_have_counted_are_refused():
     with pytest.raises(ShadowError, match="no usable 'requests'"):
         figures(dict(GOOD, requests=10 ** 400, agreed=1), "scale", "sha256:c", "sha256:s")
+
+
+def test_figures_of_another_judging_are_not_taken():
+    """Two deploys overlapping, or a reload that did not apply: the figures must be this judging's."""
+    with pytest.raises(ShadowError, match="another deploy"):
+        figures(dict(GOOD, id="2026-11-27T01:00:00Z"), "scale", "sha256:c", "sha256:s", "2026-11-27T02:00:00Z")
+    assert figures(dict(GOOD, id="run-2"), "scale", "sha256:c", "sha256:s", "run-2")["requests"] == GOOD["requests"]
