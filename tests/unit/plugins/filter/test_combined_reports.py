@@ -27,6 +27,5 @@ def test_a_host_in_two_slices_is_counted_once_and_odd_reports_are_left_out():
     assert [(h["host"], h["state"]) for h in out["hosts"]] == [("a1", "FAILED")]  # a failure is never hidden
     assert out["totals"]["failed"] == 1
     assert out["slices"] == 3 and len(out["warnings"]) == 4
-    assert combined_reports([]) == {"hosts": [], "totals": {"hosts": 0, "sites": 0, "ok": 0, "failed": 0,
-                                                            "model_states": {}}, "slices": 0, "missing": 0,
-                                  "warnings": []}
+    empty = {"hosts": 0, "sites": 0, "ok": 0, "failed": 0, "model_states": {}}
+    assert combined_reports([]) == {"hosts": [], "totals": empty, "slices": 0, "missing": 0, "warnings": []}
