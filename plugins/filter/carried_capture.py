@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-import math
 import posixpath
 
 from ansible_collections.edgeml.fleet.plugins.filter.capture_manifest import split_capture_path
+from ansible_collections.edgeml.fleet.plugins.filter.drift_report import _number
 
 DOCUMENTATION = r"""
 name: carried_capture
@@ -66,16 +66,6 @@ _value:
 
 MAX_ENTRIES = 10000  # capture entries taken from one report (a full capture directory is hundreds)
 MAX_WARNINGS = 20  # warnings said one by one; the rest are counted
-
-
-def _number(value):
-    """A finite number, or None (a crafted report's 400-digit integer must not break the run)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        return float(value) if math.isfinite(value) else None
-    except OverflowError:
-        return None
 
 
 def carried_capture(found, reports, root, copied=None):
