@@ -269,6 +269,21 @@ class RegistryClient:
         digest = check_manifest(f"{self.name}: {what}", body, reference if by_digest else None)
         return body, media_type, digest
 
+    def head_manifest(self, repo, tag):
+        """The digest the registry gives for repo:tag (one HEAD request; NotFound where the tag
+        does not exist), or None where it gives none. Only a hint (is there news?): what is used
+        is fetched by digest."""
+        accept = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST))
+        resp = self.request("HEAD", f"/v2/{repo}/manifests/{tag}", f"repository:{repo}:pull",
+                            headers={"Accept": accept}, what=f"manifest {repo}:{tag}")
+        resp.close()
+        digest = (resp.headers.get("Docker-Content-Digest") or "").strip()
+        try:
+            digest_hex(digest)
+        except BadDigest:
+            return None  # no usable digest: the caller fetches the manifest and sees
+        return digest
+
     def get_referrers(self, repo, digest):
         """The referrers API's image index for digest (at most MAX_MANIFEST_BYTES); NotFound
         where the registry does not have the API (CNCF distribution 2.8 answers 404)."""

@@ -1,0 +1,205 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) edgeml.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Private to edgeml.fleet: a directory of files as an OCI artifact, pushed and pulled (pull
+mode: a site's signed bundle, a host's result report). Standard library only: runs on hosts.
+
+The artifact is an OCI image manifest with an artifactType, the empty config and one layer per
+file, named by its path relative to the directory (org.opencontainers.image.title). The same
+files always give the same manifest, so an unchanged directory pushes nothing and a host's
+check for news is one HEAD request.
+
+The registry and anything between it and the host are hostile: every name in a pulled
+manifest is checked before it becomes a path (relative, plain characters, no '..', no file
+that is also a directory), the number of files and their total size are capped before anything
+is fetched, and each blob is checked against its digest while it streams (resumable). What a
+pull produces is a new directory; it replaces the old one only when complete. Trust (the
+bundle's signature) is checked after, by the bundle's own bootstrap, never by this transport.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+
+from ansible_collections.edgeml.fleet.plugins.module_utils._digest import digest_hex, file_digest
+from ansible_collections.edgeml.fleet.plugins.module_utils._files import fsync_dir, fsync_tree
+from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
+    NotFound, OCIError, OCI_MANIFEST, TITLE, parse_manifest)
+from ansible_collections.edgeml.fleet.plugins.module_utils._transfer import download_blob
+
+BUNDLE_TYPE = "application/vnd.edgeml.bundle.v1"
+REPORT_TYPE = "application/vnd.edgeml.report.v1"
+FILE_TYPE = "application/vnd.edgeml.file"
+EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
+EMPTY = b"{}"
+# The characters a bundle's file names may use (bootstrap.sh allows the same), '/' between parts.
+PART_RE = re.compile(r"^[A-Za-z0-9_+@,=~-][A-Za-z0-9._+@,=~-]{0,254}$")
+MAX_DEPTH = 16
+MAX_FILES = 100000
+
+
+class NotTheArtifact(OCIError):
+    """The tag holds something else: another artifact type, an index, a container image."""
+
+
+def _descriptor(media_type, digest, size, **extra):
+    return dict({"mediaType": media_type, "digest": digest, "size": size}, **extra)
+
+
+def _empty():
+    return _descriptor(EMPTY_TYPE, "sha256:" + hashlib.sha256(EMPTY).hexdigest(), len(EMPTY))
+
+
+def file_layers(root):
+    """[(descriptor, path)] for every regular file under root, sorted by relative name.
+
+    A link or a special file is refused (a bundle holds neither), as is a name outside the
+    plain characters: what is pushed is what a pull accepts.
+    """
+    found = []
+    for top, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = os.path.join(top, name)
+            rel = os.path.relpath(path, root).replace(os.sep, "/")
+            if os.path.islink(path) or not (os.path.isfile(path) or os.path.isdir(path)):
+                raise OCIError(f"{path}: a link or special file; an artifact holds regular files only")
+            if not PART_RE.match(name):
+                raise OCIError(f"{path}: the name uses characters outside letters, digits and ._+@,=~-")
+            if os.path.isfile(path):
+                found.append((_descriptor(FILE_TYPE, file_digest(path), os.path.getsize(path),
+                                          annotations={TITLE: rel}), path))
+    found.sort(key=lambda item: item[0]["annotations"][TITLE])
+    return found
+
+
+def manifest_body(layers, artifact_type, annotations=None):
+    """The canonical manifest bytes for these layer descriptors."""
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+           "config": _empty(), "layers": layers}
+    if annotations:
+        doc["annotations"] = dict(annotations)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def push(client, repo, tag, root, artifact_type, annotations=None, check_mode=False):
+    """Push root's files as an artifact to repo:tag -> (digest, changed, bytes sent, files).
+
+    When the tag already names the same manifest (one HEAD), nothing is sent.
+    """
+    layers = file_layers(root)
+    body = manifest_body([layer for layer, _path in layers], artifact_type, annotations)
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    try:
+        current = client.head_manifest(repo, tag)
+    except NotFound:
+        current = None
+    if current == digest:
+        return digest, False, 0, len(layers)
+    if check_mode:
+        return digest, True, 0, len(layers)
+    sent = client.push_blob(repo, _empty()["digest"], EMPTY, len(EMPTY))
+    for layer, path in layers:
+        sent += client.push_blob(repo, layer["digest"], path, layer["size"])
+    client.put_manifest(repo, tag, body, OCI_MANIFEST)
+    return digest, True, sent, len(layers)
+
+
+def check_name(name, where):
+    """A layer's title as a safe relative path, or OCIError naming it."""
+    parts = name.split("/") if isinstance(name, str) else []
+    if not parts or len(parts) > MAX_DEPTH or not all(PART_RE.match(part) for part in parts):
+        shown = name[:120] if isinstance(name, str) else repr(name)[:120]
+        raise OCIError(f"{where}: the file name {shown!r} is not a plain relative path (letters, "
+                       f"digits and ._+@,=~- in at most {MAX_DEPTH} parts, none starting with "
+                       "'.'); refusing the artifact")
+    return name
+
+
+def checked_layers(doc, artifact_type, where, max_bytes):
+    """The files a pulled manifest names: [(name, digest, size)], every check done first."""
+    if doc.get("artifactType") != artifact_type or "manifests" in doc:
+        raise NotTheArtifact(f"{where} is not an {artifact_type} artifact (artifactType "
+                             f"{str(doc.get('artifactType'))[:80]!r})")
+    layers = doc.get("layers")
+    if not isinstance(layers, list) or len(layers) > MAX_FILES:
+        raise OCIError(f"{where}: the artifact lists no files or more than {MAX_FILES}")
+    files, names, dirs, total = [], set(), set(), 0
+    for index, layer in enumerate(layers):
+        name = check_name((layer.get("annotations") or {}).get(TITLE), f"{where}: layers[{index}]")
+        parents = {"/".join(name.split("/")[:i]) for i in range(1, name.count("/") + 1)}
+        if name in names or name in dirs or parents & names:
+            raise OCIError(f"{where}: {name} is named twice, or as both a file and a directory; "
+                           "refusing the artifact")
+        names.add(name)
+        dirs |= parents
+        total += layer["size"]
+        if total > max_bytes:
+            raise OCIError(f"{where}: the artifact's files add up to more than {max_bytes} bytes "
+                           "(the limit); refusing it before fetching anything")
+        files.append((name, layer["digest"], layer["size"]))
+    return files
+
+
+def fetch_manifest(client, repo, reference, artifact_type, max_bytes):
+    """(digest, [(name, digest, size)]) of the artifact at repo:reference, checked."""
+    body, media_type, digest = client.get_manifest(repo, reference)
+    where = f"{client.name}: {repo}:{reference}"
+    doc, media_type = parse_manifest(body, media_type, where)
+    if media_type != OCI_MANIFEST:
+        raise NotTheArtifact(f"{where} is an image index or Docker image, not an artifact")
+    return digest, checked_layers(doc, artifact_type, where, max_bytes)
+
+
+def pull(client, repo, files, dest, blobs, retries=3, progress=None):
+    """Fetch files (from checked_layers) into the new directory dest -> bytes over the wire.
+
+    blobs is a cache named by digest: what an earlier pull (or an interrupted one, partly)
+    fetched is not fetched again. dest must not exist; on any failure it is removed.
+    """
+    os.makedirs(blobs, 0o700, exist_ok=True)
+    fetched = 0
+    for _name, digest, size in files:
+        cached = os.path.join(blobs, digest_hex(digest))
+        if not os.path.isfile(cached):
+            fetched += download_blob(client, repo, digest, cached, size, retries, progress)
+    os.mkdir(dest, 0o700)
+    try:
+        for name, digest, _size in files:
+            path = os.path.join(dest, *name.split("/"))
+            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+            # A fresh file (O_EXCL, no link followed) in a directory made here: names were checked.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out, open(os.path.join(blobs, digest_hex(digest)), "rb") as src:
+                shutil.copyfileobj(src, out)
+        fsync_tree(dest)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return fetched
+
+
+def prune(blobs, files):
+    """Drop cached blobs (and partial downloads) that files does not name."""
+    keep = {digest_hex(digest) for _name, digest, _size in files}
+    for entry in os.listdir(blobs) if os.path.isdir(blobs) else ():
+        if entry.split(".")[0] not in keep:
+            os.unlink(os.path.join(blobs, entry))
+
+
+def swap_in(new, dest):
+    """Put the complete directory new at dest, the old one (if any) removed after."""
+    old = dest + ".old"
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(dest):
+        os.rename(dest, old)
+    os.rename(new, dest)
+    fsync_dir(os.path.dirname(dest) or ".")
+    shutil.rmtree(old, ignore_errors=True)
+

@@ -1,0 +1,223 @@
+"""Pull mode's transport against a real registry (CNCF distribution, TLS, htpasswd): bundle_push
+publishes a signed bundle as an OCI artifact, bundle_pull fetches and verifies it. A hostile
+registry (altered bundle, corrupt blob, crafted names, oversized artifact, another kind of
+artifact) gets a clear failure and leaves the host's bundle exactly as it was."""
+
+import hashlib
+import json
+import os
+import subprocess
+
+import pytest
+import requests
+
+from modules import run_module
+from registries import FlakyLink
+from synthetic_bundle import make_host_bundle, sign_bundle
+
+from ansible_collections.edgeml.fleet.plugins.module_utils import _bundle
+
+REPO = "bundles/site-c"
+
+
+def tree(path):
+    """{relative name: sha256} of every file under path (nothing when it does not exist)."""
+    if not path.exists():
+        return {}
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(name="keys", scope="module")
+def fixture_keys(tmp_path_factory):
+    base = tmp_path_factory.mktemp("keys")
+    key = base / "signing_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fleet", "-f", str(key)],
+                   check=True)
+    allowed = base / "allowed_signers"
+    allowed.write_text("fleet@example.com " + (base / "signing_key.pub").read_text())
+    return key, allowed
+
+
+def signed_bundle(path, key, extra=None):
+    make_host_bundle(path)
+    for rel, data in (extra or {}).items():
+        (path / rel).write_bytes(data)
+    _bundle.write_sums(path, _bundle.hash_files(path))
+    sign_bundle(path, key)
+    return path
+
+
+def push(registry, path, repo=REPO, check_mode=False, **extra):
+    return run_module("bundle_push", registry.args(registry=registry.url, repository=repo,
+                                                   path=str(path), **extra), check_mode=check_mode)
+
+
+def pull(registry, dest, allowed, repo=REPO, check_mode=False, url=None, **extra):
+    return run_module("bundle_pull", registry.args(registry=url or registry.url, repository=repo,
+                                                   dest=str(dest), allowed_signers=str(allowed),
+                                                   **extra), check_mode=check_mode)
+
+
+def put_manifest(registry, repo, doc, tag="latest"):
+    body = json.dumps(doc).encode()
+    resp = requests.put(f"{registry.url}/v2/{repo}/manifests/{tag}", data=body, verify=registry.ca,
+                        auth=(registry.args()["username"], registry.password), timeout=10,
+                        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert resp.status_code == 201, resp.text
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def get_manifest(registry, repo, tag="latest"):
+    resp = requests.get(f"{registry.url}/v2/{repo}/manifests/{tag}", verify=registry.ca, timeout=10,
+                        auth=(registry.args()["username"], registry.password),
+                        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    return resp.json()
+
+
+def test_a_published_bundle_is_pulled_verified_and_then_costs_nothing(registry, keys, tmp_path):
+    key, allowed = keys
+    bundle = signed_bundle(tmp_path / "bundle", key)
+    assert push(registry, bundle, repo="bundles/first", check_mode=True)["changed"]
+    first = push(registry, bundle, repo="bundles/first")
+    assert first["changed"] and first["bytes_sent"] > 0, first
+    again = push(registry, bundle, repo="bundles/first")
+    assert not again["changed"] and again["bytes_sent"] == 0 and again["digest"] == first["digest"]
+
+    dest = tmp_path / "host" / "bundle"
+    assert pull(registry, dest, allowed, repo="bundles/first", check_mode=True)["changed"]
+    assert not dest.exists()
+    got = pull(registry, dest, allowed, repo="bundles/first")
+    assert got["changed"] and got["digest"] == first["digest"] and got["signer"] == "fleet@example.com", got
+    assert tree(dest) == tree(bundle)
+    assert (dest / "bootstrap.sh").stat().st_mode & 0o777 == 0o600  # run with sh, never executed in place
+    assert (tmp_path / "host" / "bundle.digest").read_text() == first["digest"]
+    quiet = pull(registry, dest, allowed, repo="bundles/first")
+    assert not quiet["changed"] and quiet["bytes_fetched"] == 0 and quiet["digest"] == first["digest"]
+
+    # The next bundle: only what changed crosses the link.
+    news = b"a new model blob" * 1000
+    signed_bundle(tmp_path / "bundle2", key, extra={"extra.bin": news})
+    second = push(registry, tmp_path / "bundle2", repo="bundles/first")
+    assert second["changed"] and second["bytes_sent"] < len(news) + 4096, second
+    moved = pull(registry, dest, allowed, repo="bundles/first")
+    assert moved["changed"] and moved["previous"] == first["digest"], moved
+    assert len(news) <= moved["bytes_fetched"] < len(news) + 4096, moved
+    assert tree(dest) == tree(tmp_path / "bundle2")
+    assert not (tmp_path / "host" / "bundle.new").exists() and not (tmp_path / "host" / "bundle.old").exists()
+
+
+def test_an_altered_bundle_is_refused_and_the_old_one_kept(registry, keys, tmp_path):
+    key, allowed = keys
+    good = signed_bundle(tmp_path / "good", key)
+    push(registry, good, repo="bundles/altered")
+    dest = tmp_path / "host" / "bundle"
+    assert pull(registry, dest, allowed, repo="bundles/altered")["changed"]
+    before = tree(dest)
+
+    # The registry (or whoever can push) swaps in a model blob of its own; the manifest is
+    # consistent, the signature over SHA256SUMS is not.
+    bad = signed_bundle(tmp_path / "bad", key)
+    (bad / "images" / "oci-layout").write_text('{"imageLayoutVersion": "6.6.6"}')
+    push(registry, bad, repo="bundles/altered")
+    refused = pull(registry, dest, allowed, repo="bundles/altered")
+    assert refused["failed"] and "refused" in refused["msg"] and "checksum mismatch" in refused["msg"], refused
+    assert "images/oci-layout" in refused["msg"]
+    assert tree(dest) == before
+    assert not (tmp_path / "host" / "bundle.new").exists()
+    # Remembered: the next run fails at once, with the reason, fetching nothing.
+    again = pull(registry, dest, allowed, repo="bundles/altered")
+    assert again["failed"] and "refused earlier" in again["msg"] and again["bytes_fetched"] == 0, again
+
+    # A bundle signed by a key the host does not trust is refused the same way.
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    push(registry, signed_bundle(tmp_path / "foreign", other), repo="bundles/altered")
+    foreign = pull(registry, dest, allowed, repo="bundles/altered")
+    assert foreign["failed"] and "not made by a key in" in foreign["msg"], foreign
+    assert tree(dest) == before
+
+
+def test_a_corrupt_blob_in_the_registry_fails_and_changes_nothing(registry, keys, tmp_path):
+    key, allowed = keys
+    # A file of its own: blobs are shared across the registry, and other tests pull the rest.
+    bundle = signed_bundle(tmp_path / "bundle", key, extra={"only-here.bin": os.urandom(5000)})
+    pushed = push(registry, bundle, repo="bundles/corrupt")
+    layer = next(entry for entry in get_manifest(registry, "bundles/corrupt")["layers"]
+                 if entry["annotations"]["org.opencontainers.image.title"] == "only-here.bin")
+    data = registry.blob_data_path(layer["digest"])
+    data.write_bytes(b"#!/bin/sh\nrm -rf /\n".ljust(layer["size"], b"#"))
+    dest = tmp_path / "host" / "bundle"
+    got = pull(registry, dest, allowed, repo="bundles/corrupt")
+    assert got["failed"] and "failed verification" in got["msg"] and pushed["digest"] not in str(got.get("digest")), got
+    assert not dest.exists() and not (tmp_path / "host" / "bundle.new").exists()
+    # Nothing half-written is kept as if it were the blob.
+    assert not list((tmp_path / "host" / "bundle.blobs").glob(layer["digest"][7:] + "*"))
+
+
+@pytest.mark.parametrize("title", ["../escape", "/etc/passwd", "a/../../escape", "", ".hidden",
+                                   "a//b", "dir/", "we\u0301ird", "a\nb", "x" * 300])
+def test_crafted_file_names_are_refused_before_anything_is_fetched(registry, keys, tmp_path, title):
+    key, allowed = keys
+    bundle = signed_bundle(tmp_path / "bundle", key)
+    push(registry, bundle, repo="bundles/names")
+    doc = get_manifest(registry, "bundles/names")
+    doc["layers"][0]["annotations"]["org.opencontainers.image.title"] = title
+    put_manifest(registry, "bundles/names", doc)
+    dest = tmp_path / "host" / "bundle"
+    before = {str(p) for p in tmp_path.rglob("*")}
+    got = pull(registry, dest, allowed, repo="bundles/names")
+    assert got["failed"] and "not a plain relative path" in got["msg"], got
+    assert {str(p) for p in tmp_path.rglob("*")} - before <= {str(tmp_path / "host")}
+
+
+@pytest.mark.parametrize("clash", ["twice", "file-and-dir"])
+def test_a_name_twice_or_a_file_that_is_also_a_directory_is_refused(registry, keys, tmp_path, clash):
+    key, allowed = keys
+    push(registry, signed_bundle(tmp_path / "bundle", key), repo="bundles/clash")
+    doc = get_manifest(registry, "bundles/clash")
+    first = doc["layers"][0]["annotations"]["org.opencontainers.image.title"]
+    copy = json.loads(json.dumps(doc["layers"][0]))
+    copy["annotations"]["org.opencontainers.image.title"] = first if clash == "twice" else first + "/x"
+    doc["layers"].append(copy)
+    put_manifest(registry, "bundles/clash", doc)
+    got = pull(registry, tmp_path / "host" / "bundle", allowed, repo="bundles/clash")
+    assert got["failed"] and "named twice, or as both a file and a directory" in got["msg"], got
+    assert not (tmp_path / "host" / "bundle").exists()
+
+
+def test_an_artifact_over_the_size_limit_is_refused_before_any_download(registry, keys, tmp_path):
+    key, allowed = keys
+    push(registry, signed_bundle(tmp_path / "bundle", key), repo="bundles/big")
+    got = pull(registry, tmp_path / "host" / "bundle", allowed, repo="bundles/big", max_bytes=1000)
+    assert got["failed"] and "more than 1000 bytes" in got["msg"] and got["bytes_fetched"] == 0, got
+    assert not (tmp_path / "host" / "bundle.blobs").exists() or not any((tmp_path / "host" / "bundle.blobs").iterdir())
+
+
+def test_another_kind_of_artifact_is_not_taken_for_a_bundle(registry, keys, tmp_path):
+    key, allowed = keys
+    push(registry, signed_bundle(tmp_path / "report", key), repo="bundles/report",
+         artifact_type="application/vnd.edgeml.report.v1")
+    got = pull(registry, tmp_path / "host" / "bundle", allowed, repo="bundles/report")
+    assert got["failed"] and "is not an application/vnd.edgeml.bundle.v1 artifact" in got["msg"], got
+    assert not (tmp_path / "host" / "bundle").exists()
+
+
+def test_a_download_cut_off_resumes_at_the_next_run(registry, keys, tmp_path):
+    key, allowed = keys
+    bundle = signed_bundle(tmp_path / "bundle", key,
+                           extra={"large.bin": bytes(range(256)) * 4096})  # 1 MiB
+    push(registry, bundle, repo="bundles/resume")
+    dest = tmp_path / "host" / "bundle"
+    link = FlakyLink(registry.port, cut_after=300_000)
+    try:
+        cut = pull(registry, dest, allowed, repo="bundles/resume", retries=0,
+                   url=f"https://127.0.0.1:{link.port}", ca_path=registry.ca)
+    finally:
+        link.close()
+    assert cut["failed"] and not dest.exists(), cut
+    partial = list((tmp_path / "host" / "bundle.blobs").glob("*.partial"))
+    assert partial and partial[0].stat().st_size > 0
+    done = pull(registry, dest, allowed, repo="bundles/resume")
+    assert done["changed"] and tree(dest) == tree(bundle), done
+    assert done["bytes_fetched"] < len(bytes(range(256)) * 4096), done
