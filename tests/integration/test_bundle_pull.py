@@ -221,3 +221,49 @@ def test_a_download_cut_off_resumes_at_the_next_run(registry, keys, tmp_path):
     done = pull(registry, dest, allowed, repo="bundles/resume")
     assert done["changed"] and tree(dest) == tree(bundle), done
     assert done["bytes_fetched"] < len(bytes(range(256)) * 4096), done
+
+
+def report_dir(path, host, text=None):
+    path.mkdir(parents=True)
+    (path / f"{host}.json").write_text(text or json.dumps({"host": host, "models": []}))
+    return path
+
+
+def collect(registry, dest, hosts, check_mode=False):
+    return run_module("report_pull", registry.args(registry=registry.url, hosts=hosts, dest=str(dest),
+                                                   repository_prefix="reports-test"),
+                      check_mode=check_mode)
+
+
+def push_report(registry, path, host):
+    return push(registry, path, repo=f"reports-test/{host}", artifact_type="application/vnd.edgeml.report.v1")
+
+
+def test_reports_come_home_through_the_registry(registry, keys, tmp_path):
+    key, _allowed = keys
+    assert push_report(registry, report_dir(tmp_path / "r1", "edge-p1"), "edge-p1")["changed"]
+    dest = tmp_path / "results"
+    assert collect(registry, dest, ["edge-p1"], check_mode=True)["changed"] and not dest.exists()
+    got = collect(registry, dest, ["edge-p1", "edge-p9"])
+    assert got["changed"] and got["missing"] == ["edge-p9"] and not got["refused"], got
+    assert json.loads((dest / "edge-p1.json").read_text())["host"] == "edge-p1"
+    assert not collect(registry, dest, ["edge-p1"])["changed"]
+    push_report(registry, report_dir(tmp_path / "r2", "edge-p1", '{"host": "edge-p1", "models": [1]}'), "edge-p1")
+    assert collect(registry, dest, ["edge-p1"])["changed"]
+    assert json.loads((dest / "edge-p1.json").read_text())["models"] == [1]
+
+    # A host that pushes a report under another host's name, two files, or a bundle: left out.
+    report_dir(tmp_path / "r3", "edge-p1")
+    push_report(registry, tmp_path / "r3", "edge-p2")
+    r4 = report_dir(tmp_path / "r4", "edge-p3")
+    (r4 / "extra.json").write_text("{}")
+    push_report(registry, r4, "edge-p3")
+    push(registry, signed_bundle(tmp_path / "b", key), repo="reports-test/edge-p4")
+    before = tree(dest)
+    bad = collect(registry, dest, ["edge-p2", "edge-p3", "edge-p4", "../edge-p1"])
+    refused = {entry["host"]: entry["msg"] for entry in bad["refused"]}
+    assert "holds one file, edge-p2.json; this one holds edge-p1.json" in refused["edge-p2"], bad
+    assert "holds one file, edge-p3.json" in refused["edge-p3"]
+    assert "is not an application/vnd.edgeml.report.v1 artifact" in refused["edge-p4"]
+    assert "not a valid repository name" in refused["../edge-p1"]
+    assert tree(dest) == before
