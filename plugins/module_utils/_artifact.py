@@ -39,7 +39,7 @@ FILE_TYPE = "application/vnd.edgeml.file"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY = b"{}"
 # The characters a bundle's file names may use (bootstrap.sh allows the same), '/' between parts.
-PART_RE = re.compile(r"^[A-Za-z0-9_+@,=~-][A-Za-z0-9._+@,=~-]{0,254}$")
+PART_RE = re.compile(r"^[A-Za-z0-9._+@,=~-]{1,255}$")
 MAX_DEPTH = 16
 MAX_FILES = 100000
 
@@ -70,7 +70,7 @@ def file_layers(root):
             rel = os.path.relpath(path, root).replace(os.sep, "/")
             if os.path.islink(path) or not (os.path.isfile(path) or os.path.isdir(path)):
                 raise OCIError(f"{path}: a link or special file; an artifact holds regular files only")
-            if not PART_RE.match(name):
+            if not PART_RE.match(name) or name in (".", ".."):
                 raise OCIError(f"{path}: the name uses characters outside letters, digits and ._+@,=~-")
             if os.path.isfile(path):
                 found.append((_descriptor(FILE_TYPE, file_digest(path), os.path.getsize(path),
@@ -114,11 +114,12 @@ def push(client, repo, tag, root, artifact_type, annotations=None, check_mode=Fa
 def check_name(name, where):
     """A layer's title as a safe relative path, or OCIError naming it."""
     parts = name.split("/") if isinstance(name, str) else []
-    if not parts or len(parts) > MAX_DEPTH or not all(PART_RE.match(part) for part in parts):
+    if not parts or len(parts) > MAX_DEPTH or not all(
+            PART_RE.match(part) and part not in (".", "..") for part in parts):
         shown = name[:120] if isinstance(name, str) else repr(name)[:120]
         raise OCIError(f"{where}: the file name {shown!r} is not a plain relative path (letters, "
-                       f"digits and ._+@,=~- in at most {MAX_DEPTH} parts, none starting with "
-                       "'.'); refusing the artifact")
+                       f"digits and ._+@,=~- in at most {MAX_DEPTH} parts, none of them '.' or "
+                       "'..'); refusing the artifact")
     return name
 
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 import requests
@@ -18,6 +19,7 @@ from synthetic_bundle import make_host_bundle, sign_bundle
 from ansible_collections.edgeml.fleet.plugins.module_utils import _bundle
 
 REPO = "bundles/site-c"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tree(path):
@@ -155,7 +157,7 @@ def test_a_corrupt_blob_in_the_registry_fails_and_changes_nothing(registry, keys
     assert not list((tmp_path / "host" / "bundle.blobs").glob(layer["digest"][7:] + "*"))
 
 
-@pytest.mark.parametrize("title", ["../escape", "/etc/passwd", "a/../../escape", "", ".hidden",
+@pytest.mark.parametrize("title", ["../escape", "/etc/passwd", "a/../../escape", "", ".", "a/..",
                                    "a//b", "dir/", "we\u0301ird", "a\nb", "x" * 300])
 def test_crafted_file_names_are_refused_before_anything_is_fetched(registry, keys, tmp_path, title):
     key, allowed = keys
@@ -267,3 +269,31 @@ def test_reports_come_home_through_the_registry(registry, keys, tmp_path):
     assert "is not an application/vnd.edgeml.report.v1 artifact" in refused["edge-p4"]
     assert "not a valid repository name" in refused["../edge-p1"]
     assert tree(dest) == before
+
+
+def test_a_site_s_published_bundle_reaches_a_pull_mode_host_intact(playbook, tmp_path):
+    """publish_bundle on the lab: site-c's real bundle built, signed with the lab's bundle key and
+    pushed to the lab registry; what a host pulls passes bootstrap.sh's own verification."""
+    state = ROOT / "lab" / ".state"
+    built = tmp_path / "site-c"
+    run = playbook("edgeml.fleet.publish_bundle", "-e", "offline_bundle_target=site_site_c",
+                   "-e", f"offline_bundle_dir={built}", "-e", "edgeml_pull_repository=bundles/test-site-c")
+    assert run.rc == 0, run.failure("localhost")
+    lab = {"registry": "https://127.0.0.1:5000", "username": "edgeml",
+           "password": (state / "registry-password").read_text().strip(), "ca_path": str(state / "pki" / "ca.crt")}
+    dest = tmp_path / "host" / "bundle"
+    pulled = run_module("bundle_pull", dict(lab, repository="bundles/test-site-c", dest=str(dest),
+                                            allowed_signers=str(state / "bundle" / "allowed_signers")))
+    assert pulled["changed"] and pulled["signer"] == "bundles@edgeml-lab", pulled
+    assert tree(dest) == tree(built)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    checked = subprocess.run(["sh", str(dest / "bootstrap.sh"), "--check", "--host", "edge-c1",
+                              "--allowed-signers", str(state / "bundle" / "allowed_signers")],
+                             capture_output=True, text=True, check=False,
+                             env={"PATH": os.environ["PATH"], "TMPDIR": str(tmp)})
+    assert checked.returncode == 0 and "every file checks out" in checked.stdout, checked.stderr
+    # Nothing new: the host's check is one HEAD request and fetches nothing.
+    quiet = run_module("bundle_pull", dict(lab, repository="bundles/test-site-c", dest=str(dest),
+                                           allowed_signers=str(state / "bundle" / "allowed_signers")))
+    assert not quiet["changed"] and quiet["bytes_fetched"] == 0, quiet
