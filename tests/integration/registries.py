@@ -177,6 +177,7 @@ class FlakyLink:
         self.target = ("127.0.0.1", port)
         self.rate, self.cut_after, self.cut_once = rate, cut_after, cut_once
         self.bytes_to_client = 0
+        self.connections = 0  # urllib opens one per request
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -192,6 +193,7 @@ class FlakyLink:
                 client, _addr = self.listener.accept()
             except OSError:
                 return
+            self.connections += 1
             threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
 
     def _pipe(self, client):

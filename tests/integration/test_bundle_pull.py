@@ -94,8 +94,13 @@ def test_a_published_bundle_is_pulled_verified_and_then_costs_nothing(registry, 
     assert tree(dest) == tree(bundle)
     assert (dest / "bootstrap.sh").stat().st_mode & 0o777 == 0o600  # run with sh, never executed in place
     assert (tmp_path / "host" / "bundle.digest").read_text() == first["digest"]
-    quiet = pull(registry, dest, allowed, repo="bundles/first")
+    link = FlakyLink(registry.port)
+    try:
+        quiet = pull(registry, dest, allowed, repo="bundles/first", url=link.url)
+    finally:
+        link.close()
     assert not quiet["changed"] and quiet["bytes_fetched"] == 0 and quiet["digest"] == first["digest"]
+    assert link.connections <= 2, link.connections  # one HEAD (after the 401 asking for credentials)
 
     # The next bundle: only what changed crosses the link.
     news = b"a new model blob" * 1000
