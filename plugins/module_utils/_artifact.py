@@ -203,4 +203,3 @@ def swap_in(new, dest):
     os.rename(new, dest)
     fsync_dir(os.path.dirname(dest) or ".")
     shutil.rmtree(old, ignore_errors=True)
-

@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: bundle_pull
 short_description: Fetch a signed offline bundle published as an OCI artifact, and verify it
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The host side of pull mode. Asks O(registry) (normally the site's mirror) for the digest of
     O(repository):O(tag) with one C(HEAD) request; when it is the bundle already at O(dest),
@@ -192,7 +192,8 @@ def main():
         swap_in(staging, dest)
         write_file_atomic(record, digest.encode(), mode=0o640)
     except EdgemlError as exc:
-        module.fail_from(exc, **dict(result, changed=False, digest=previous or None))
+        result.update(changed=False, digest=previous or None)
+        module.fail_from(exc, **result)
     result.update(files=files, bytes_fetched=fetched, signer=signer, digest=digest)
     module.exit_json(**result)
 

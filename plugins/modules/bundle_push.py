@@ -9,11 +9,11 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: bundle_push
 short_description: Publish a directory (a signed offline bundle, a result report) as an OCI artifact
-version_added: 0.2.0
+version_added: 0.1.0
 description:
-  - Pushes every regular file under O(path) to O(registry) as one OCI artifact, O(repository):O(tag):
-    an image manifest with the artifact type O(artifact_type), the empty config and one layer per
-    file, titled with the file's path relative to O(path).
+  - Pushes every regular file under O(path) to O(registry) as one OCI artifact at O(repository)
+    and O(tag) - an image manifest with the artifact type O(artifact_type), the empty config and
+    one layer per file, titled with the file's path relative to O(path).
   - The same files always give the same manifest digest. When the tag already names it (one
     C(HEAD) request), nothing is sent and the task reports no change; blobs the registry holds
     are not sent again, so a new bundle costs only its new files.

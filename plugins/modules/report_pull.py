@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: report_pull
 short_description: Collect the result reports pull-mode hosts published to the registry
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The controller side of pull mode's way home. For each host of O(hosts), reads the artifact
     V(REPOSITORY_PREFIX/HOST:latest) (artifact type V(application/vnd.edgeml.report.v1), pushed
