@@ -14,9 +14,10 @@ check for news is one HEAD request.
 The registry and anything between it and the host are hostile: every name in a pulled
 manifest is checked before it becomes a path (relative, plain characters, no '..', no file
 that is also a directory), the number of files and their total size are capped before anything
-is fetched, and each blob is checked against its digest while it streams (resumable). What a
-pull produces is a new directory; it replaces the old one only when complete. Trust (the
-bundle's signature) is checked after, by the bundle's own bootstrap, never by this transport.
+is fetched, and each blob is checked against its digest while it streams (resumable) and again
+when it is copied out of the cache. What a pull produces is a new directory; it replaces the old
+one only when complete. Trust (a bundle's signature, its freshness) is the caller's to check
+(bundle_pull) before swap_in, never this transport's.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import stat
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._digest import digest_hex, file_digest
 from ansible_collections.edgeml.fleet.plugins.module_utils._files import fsync_dir, fsync_tree
@@ -41,6 +43,7 @@ EMPTY = b"{}"
 # The characters a bundle's file names may use (bootstrap.sh allows the same), '/' between parts.
 PART_RE = re.compile(r"^[A-Za-z0-9._+@,=~-]{1,255}$")
 MAX_DEPTH = 16
+MAX_NAME = 1024  # a whole relative path: well under PATH_MAX once under the destination
 MAX_FILES = 100000
 
 
@@ -70,7 +73,7 @@ def file_layers(root):
             rel = os.path.relpath(path, root).replace(os.sep, "/")
             if os.path.islink(path) or not (os.path.isfile(path) or os.path.isdir(path)):
                 raise OCIError(f"{path}: a link or special file; an artifact holds regular files only")
-            if not PART_RE.match(name) or name in (".", ".."):
+            if not PART_RE.fullmatch(name) or name in (".", ".."):
                 raise OCIError(f"{path}: the name uses characters outside letters, digits and ._+@,=~-")
             if os.path.isfile(path):
                 found.append((_descriptor(FILE_TYPE, file_digest(path), os.path.getsize(path),
@@ -113,13 +116,13 @@ def push(client, repo, tag, root, artifact_type, annotations=None, check_mode=Fa
 
 def check_name(name, where):
     """A layer's title as a safe relative path, or OCIError naming it."""
-    parts = name.split("/") if isinstance(name, str) else []
+    parts = name.split("/") if isinstance(name, str) and len(name) <= MAX_NAME else []
     if not parts or len(parts) > MAX_DEPTH or not all(
-            PART_RE.match(part) and part not in (".", "..") for part in parts):
+            PART_RE.fullmatch(part) and part not in (".", "..") for part in parts):
         shown = name[:120] if isinstance(name, str) else repr(name)[:120]
         raise OCIError(f"{where}: the file name {shown!r} is not a plain relative path (letters, "
-                       f"digits and ._+@,=~- in at most {MAX_DEPTH} parts, none of them '.' or "
-                       "'..'); refusing the artifact")
+                       f"digits and ._+@,=~- in at most {MAX_DEPTH} parts and {MAX_NAME} characters, "
+                       "no part '.' or '..'); refusing the artifact")
     return name
 
 
@@ -158,38 +161,79 @@ def fetch_manifest(client, repo, reference, artifact_type, max_bytes):
     return digest, checked_layers(doc, artifact_type, where, max_bytes)
 
 
-def pull(client, repo, files, dest, blobs, retries=3, progress=None):
-    """Fetch files (from checked_layers) into the new directory dest -> bytes over the wire.
+def needed_bytes(files, blobs):
+    """Bytes a pull writes: the blobs not in the cache yet, plus every file assembled."""
+    missing = {digest: size for _name, digest, size in files
+               if not os.path.isfile(os.path.join(blobs, digest_hex(digest)))}
+    return sum(missing.values()) + sum(size for _name, _digest, size in files)
+
+
+def _copy_checked(cached, path, digest):
+    """Copy the cached blob to the new file path, hashing it: False (and nothing left at path)
+    when the cache entry is not a regular file holding digest (damaged, or planted)."""
+    try:
+        src = os.open(cached, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    hasher = hashlib.sha256()
+    with os.fdopen(src, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return False
+        # A fresh file (O_EXCL, no link followed) in a directory made here: names were checked.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(chunk)
+                out.write(chunk)
+    if "sha256:" + hasher.hexdigest() != digest:
+        os.unlink(path)
+        return False
+    return True
+
+
+def pull(client, repo, files, dest, blobs, retries=3, fetched=None):
+    """Fetch files (from checked_layers) into the new directory dest; fetched (a list of one
+    int, when given) counts the bytes over the wire, also when the pull fails.
 
     blobs is a cache named by digest: what an earlier pull (or an interrupted one, partly)
-    fetched is not fetched again. dest must not exist; on any failure it is removed.
+    fetched is not fetched again, but it is hashed again as it is copied out, and fetched anew
+    when it does not match. dest must not exist; on any failure it is removed. A failure of the
+    disk (full, a name too long for it) is an OCIError that says so.
     """
+    fetched = fetched if fetched is not None else [0]
     os.makedirs(blobs, 0o700, exist_ok=True)
-    fetched = 0
-    for _name, digest, size in files:
-        cached = os.path.join(blobs, digest_hex(digest))
-        if not os.path.isfile(cached):
-            fetched += download_blob(client, repo, digest, cached, size, retries, progress)
-    os.mkdir(dest, 0o700)
     try:
-        for name, digest, _size in files:
+        for _name, digest, size in files:
+            cached = os.path.join(blobs, digest_hex(digest))
+            if not os.path.lexists(cached):
+                fetched[0] += download_blob(client, repo, digest, cached, size, retries)
+        os.mkdir(dest, 0o700)
+        for name, digest, size in files:
             path = os.path.join(dest, *name.split("/"))
             os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
-            # A fresh file (O_EXCL, no link followed) in a directory made here: names were checked.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out, open(os.path.join(blobs, digest_hex(digest)), "rb") as src:
-                shutil.copyfileobj(src, out)
+            cached = os.path.join(blobs, digest_hex(digest))
+            if not _copy_checked(cached, path, digest):
+                if os.path.lexists(cached):
+                    os.unlink(cached)
+                fetched[0] += download_blob(client, repo, digest, cached, size, retries)
+                if not _copy_checked(cached, path, digest):
+                    raise OCIError(f"{blobs}: the blob {digest} changed in the cache while it was "
+                                   "copied; refusing it")
         fsync_tree(dest)
+    except OSError as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise OCIError(f"{dest}: cannot write the pulled files: {exc.strerror or exc} "
+                       f"({getattr(exc, 'filename', None) or dest})")
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
-    return fetched
+    return fetched[0]
 
 
-def prune(blobs, files):
-    """Drop cached blobs (and partial downloads) that files does not name."""
-    keep = {digest_hex(digest) for _name, digest, _size in files}
-    for entry in os.listdir(blobs) if os.path.isdir(blobs) else ():
+def prune(blobs, keep):
+    """Drop cached blobs (and partial downloads) whose digest is not in keep."""
+    keep = {digest_hex(digest) for digest in keep}
+    for entry in os.listdir(blobs) if os.path.isdir(blobs) and not os.path.islink(blobs) else ():
         if entry.split(".")[0] not in keep:
             os.unlink(os.path.join(blobs, entry))
 

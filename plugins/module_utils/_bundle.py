@@ -49,7 +49,7 @@ FORMAT = "edgeml-bundle/1"
 IMAGES = "images"
 SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 # The characters a bundle's file names may use (bootstrap.sh checks the same with find).
-SAFE_NAME = re.compile(r"^[A-Za-z0-9._+@,=~-]+$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9._+@,=~-]+\Z")  # \Z: "$" would let a final newline through
 SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 BLOCK = 1 << 20
 

@@ -19,12 +19,20 @@ description:
     files and their total size against O(max_bytes) B(before) fetching anything, then downloads
     each file as a blob checked against its digest while it streams. An interrupted download
     resumes at the next run; files an earlier bundle had are not fetched again.
+  - Before any download, the free space next to O(dest) must hold the new files twice (the
+    download cache and the assembled bundle) with 64 MiB to spare.
   - The new bundle is assembled next to O(dest) and verified as M(edgeml.fleet.bundle_verify)
     does - the signature over C(SHA256SUMS) against O(allowed_signers) (the host's own trusted
     signers, never a file from the bundle), every file listed and matching, nothing unlisted.
-    Only then does it replace O(dest). A bundle that fails is removed, O(dest) stays as it was,
-    and its digest is remembered so that it is not fetched again (the task fails each time with
-    the reason, until the tag moves on).
+    Its C(manifest.json) (covered by the signature) must list O(host), and must have been built
+    (C(created)) after the bundle in place - an old signed bundle is never put back.
+  - Only then does it replace O(dest). A bundle that fails these checks is removed with its
+    downloads, O(dest) stays as it was, and its digest is remembered (the last 20) so that it
+    is not fetched again; the task fails each time with the reason until the tag moves on. A
+    failure of the link keeps the partial downloads for the next run to resume; no other
+    failure is remembered.
+  - The directory that holds O(dest) must be owned by the user the module runs as, and not
+    writable by group or others (created 0750 when missing).
   - Applying the bundle is the job of its C(bootstrap.sh), as for a technician's copy; the
     playbook C(edgeml.fleet.pull) runs both.
 author: edgeml.fleet developers (@edgeml)
@@ -56,13 +64,17 @@ options:
   dest:
     description:
       - Where the verified bundle is kept. C(DEST.blobs) holds downloads (also partial ones),
-        C(DEST.digest) the digest of the bundle at O(dest), C(DEST.refused) the digest and reason
-        of the last bundle refused.
+        C(DEST.digest) the digest, build time and blobs of the bundle at O(dest), C(DEST.refused)
+        the digests and reasons of the last bundles refused.
     type: path
     required: true
   allowed_signers:
     description: The host's trusted bundle signers (an C(ssh-keygen) allowed-signers file).
     type: path
+    required: true
+  host:
+    description: This host's name as the bundle lists it (its inventory name).
+    type: str
     required: true
   max_bytes:
     description: The most a bundle's files may add up to; a larger one is refused before any download.
@@ -80,6 +92,7 @@ EXAMPLES = r"""
     ca_path: /etc/edgeml/registry-ca.pem
     repository: bundles/site-a
     dest: /var/lib/edgeml/pull/bundle
+    host: "{{ inventory_hostname }}"
     allowed_signers: /etc/edgeml/bundle-signers
 """
 
@@ -104,48 +117,106 @@ signer:
   description: The principal whose key signed the new bundle.
   returned: when a new bundle was fetched
   type: str
+created:
+  description: When the new bundle was built (its C(manifest.json)).
+  returned: when a new bundle was fetched
+  type: str
 bundle_path:
   description: O(dest).
   returned: success
   type: str
 """
 
+import json
 import os
 import shutil
 
 from ansible_collections.edgeml.fleet.plugins.module_utils import _bundle
 from ansible_collections.edgeml.fleet.plugins.module_utils._artifact import (
-    BUNDLE_TYPE, fetch_manifest, prune, pull, swap_in)
+    BUNDLE_TYPE, fetch_manifest, needed_bytes, prune, pull, swap_in)
 from ansible_collections.edgeml.fleet.plugins.module_utils._common import RegistryModule
 from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
 from ansible_collections.edgeml.fleet.plugins.module_utils._files import write_file_atomic
-from ansible_collections.edgeml.fleet.plugins.module_utils._oci import REPO_RE, TAG_RE
+from ansible_collections.edgeml.fleet.plugins.module_utils._oci import REPO_RE, TAG_RE, Unreachable
+
+MAX_REFUSED = 20  # refused digests remembered
+RESERVE = 64 << 20  # free space left over after a pull
 
 
-def read_text(path):
+class Refused(EdgemlError):
+    """The bundle was fetched whole and its own checks failed: remembered, not fetched again."""
+
+
+def read_json(path, default):
     try:
         with open(path, encoding="utf-8") as handle:
-            return handle.read(4096)
-    except OSError:
-        return ""
+            value = json.loads(handle.read(1 << 20))
+        return value if isinstance(value, type(default)) else default
+    except (OSError, ValueError):
+        return default
 
 
-def fetch(module, client, dest, wanted):
-    """Fetch and verify the bundle at digest wanted into DEST.new -> (path, files, bytes, signer)."""
+def check_parent(parent):
+    """The directory that holds the bundle and its siblings is this user's and no one else may
+    write it: a link planted there could otherwise steer what root writes, reads or removes."""
+    try:
+        info = os.lstat(parent)
+    except OSError as exc:
+        raise EdgemlError(f"{parent}: {exc.strerror}")
+    if not os.path.isdir(parent) or os.path.islink(parent) or info.st_uid != os.geteuid() \
+            or info.st_mode & 0o022:
+        raise EdgemlError(f"{parent}: the directory that holds the pulled bundle must be a directory "
+                          "owned by this user that group and others cannot write (it is not); "
+                          "refusing to use it")
+
+
+def check_room(parent, needed):
+    free = os.statvfs(parent)
+    available = free.f_bavail * free.f_frsize
+    if needed + RESERVE > available:
+        raise EdgemlError(f"{parent}: the bundle needs {needed} bytes and {RESERVE} to spare, but "
+                          f"only {available} are free; nothing was fetched. Free some space.")
+
+
+def check_bundle(module, staging, host, current):
+    """The checks that make a bundle a fit: signature, every file, this host, newer than ours."""
     params = module.params
-    digest, files = fetch_manifest(client, params["repository"], wanted, BUNDLE_TYPE,
-                                   params["max_bytes"])
-    staging = dest + ".new"
-    shutil.rmtree(staging, ignore_errors=True)
-    fetched = pull(client, params["repository"], files, staging, dest + ".blobs", params["retries"])
     try:
         signer = _bundle.verify_signature(module.run_command, staging, params["allowed_signers"])
         _bundle.check_sums(staging)
-    except EdgemlError:
+        manifest = _bundle.read_manifest(staging)
+    except _bundle.BundleError as exc:
+        raise Refused(exc.msg)
+    if host not in (manifest.get("hosts") or []) + (manifest.get("mirrors") or []):
+        raise Refused(f"the bundle is for {', '.join(map(str, manifest.get('hosts') or [])) or 'no host'} "
+                      f"(sites {', '.join(map(str, manifest.get('sites') or []))}), not {host}")
+    created = manifest.get("created")
+    if not isinstance(created, str) or not created:
+        raise Refused("the bundle's manifest.json says not when it was built (created)")
+    # ISO 8601 UTC (YYYY-MM-DDTHH:MM:SSZ) sorts as it reads: an older bundle never replaces ours.
+    if current.get("created") and created <= current["created"]:
+        raise Refused(f"the bundle was built {created}, not after the one in place "
+                      f"({current['created']}): an old bundle is never put back")
+    return signer, created
+
+
+def fetch(module, client, dest, wanted, current, fetched):
+    """Fetch and check the bundle at digest wanted into DEST.new -> (path, files, signer, created)."""
+    params = module.params
+    digest, files = fetch_manifest(client, params["repository"], wanted, BUNDLE_TYPE,
+                                   params["max_bytes"])
+    blobs, staging = dest + ".blobs", dest + ".new"
+    shutil.rmtree(staging, ignore_errors=True)
+    # Only the bundle in place and this one may keep blobs (and partial downloads) in the cache.
+    prune(blobs, set(current.get("blobs") or ()) | {d for _n, d, _s in files})
+    check_room(os.path.dirname(dest), needed_bytes(files, blobs))
+    pull(client, params["repository"], files, staging, blobs, params["retries"], fetched)
+    try:
+        signer, created = check_bundle(module, staging, params["host"], current)
+    except Refused:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    prune(dest + ".blobs", files)
-    return staging, len(files), fetched, signer, digest
+    return staging, files, signer, created, digest
 
 
 def main():
@@ -155,6 +226,7 @@ def main():
             "repository": {"type": "str", "required": True},
             "tag": {"type": "str", "default": "latest"},
             "dest": {"type": "path", "required": True},
+            "host": {"type": "str", "required": True},
             "allowed_signers": {"type": "path", "required": True},
             "max_bytes": {"type": "int", "default": 32 << 30},
         },
@@ -165,36 +237,54 @@ def main():
     repo, tag, dest = params["repository"], params["tag"], params["dest"].rstrip("/")
     if not REPO_RE.match(repo) or not TAG_RE.match(tag):
         module.fail_json(msg=f"repository {repo!r} or tag {tag!r} is not a valid OCI name")
-    record, refused = dest + ".digest", dest + ".refused"
-    previous = read_text(record).strip() if os.path.isdir(dest) else ""
-    result = {"changed": False, "previous": previous or None, "digest": previous or None,
-              "files": 0, "bytes_fetched": 0, "bundle_path": dest}
+    if not os.path.isfile(params["allowed_signers"]):
+        module.fail_json(msg=f"allowed_signers {params['allowed_signers']}: no such file, so no "
+                             "bundle can be trusted; install the fleet's signers first")
+    parent = os.path.dirname(dest) or "."
+    record, refused_path = dest + ".digest", dest + ".refused"
+    current = read_json(record, {}) if os.path.isdir(dest) else {}
+    previous = current.get("digest") if isinstance(current.get("digest"), str) else None
+    fetched = [0]
+    result = {"changed": False, "previous": previous, "digest": previous, "files": 0,
+              "bytes_fetched": 0, "bundle_path": dest}
     client = module.clients()[0]
     try:
+        if not module.check_mode:
+            os.makedirs(parent, 0o750, exist_ok=True)
+            check_parent(parent)
         wanted = client.head_manifest(repo, tag) or client.get_manifest(repo, tag)[2]
         if wanted == previous:
             module.exit_json(**result)
-        known_bad = read_text(refused).split("\n", 1)
-        if known_bad[0] == wanted:
+        refused = read_json(refused_path, {})
+        if wanted in refused:
             module.fail_json(msg=f"{repo}:{tag} is still the bundle {wanted} refused earlier: "
-                                 f"{known_bad[1] if len(known_bad) > 1 else ''}".rstrip(), **result)
-        result.update(changed=True, digest=wanted)
+                                 f"{str(refused[wanted])[:500]}", **result)
         if module.check_mode:
+            result.update(changed=True, digest=wanted)
             module.exit_json(**result)
-        os.makedirs(os.path.dirname(dest) or ".", 0o750, exist_ok=True)
         try:
-            staging, files, fetched, signer, digest = fetch(module, client, dest, wanted)
-        except _bundle.BundleError as exc:
-            write_file_atomic(refused, f"{wanted}\n{exc.msg}".encode(), mode=0o640)
-            result.update(changed=False, digest=previous or None)
-            module.fail_json(msg=f"{repo}@{wanted}: refused, {dest} left as it was: {exc.msg}",
-                             **result)
+            staging, files, signer, created, digest = fetch(module, client, dest, wanted, current,
+                                                            fetched)
+        except Refused as exc:
+            refused = dict(list(refused.items())[-(MAX_REFUSED - 1):], **{wanted: exc.msg})
+            write_file_atomic(refused_path, json.dumps(refused).encode(), mode=0o640)
+            prune(dest + ".blobs", current.get("blobs") or ())
+            raise EdgemlError(f"{repo}@{wanted}: refused, {dest} left as it was: {exc.msg}")
+        except Unreachable:
+            raise  # the partial downloads stay: the next run resumes them
+        except EdgemlError:
+            prune(dest + ".blobs", current.get("blobs") or ())
+            raise
         swap_in(staging, dest)
-        write_file_atomic(record, digest.encode(), mode=0o640)
+        blobs = sorted({d for _n, d, _s in files})
+        write_file_atomic(record, json.dumps({"digest": digest, "created": created,
+                                              "blobs": blobs}).encode(), mode=0o640)
+        prune(dest + ".blobs", blobs)
     except EdgemlError as exc:
-        result.update(changed=False, digest=previous or None)
+        result["bytes_fetched"] = fetched[0]
         module.fail_from(exc, **result)
-    result.update(files=files, bytes_fetched=fetched, signer=signer, digest=digest)
+    result.update(changed=True, digest=digest, files=len(files), bytes_fetched=fetched[0],
+                  signer=signer, created=created)
     module.exit_json(**result)
 
 

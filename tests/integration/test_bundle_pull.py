@@ -4,6 +4,7 @@ registry (altered bundle, corrupt blob, crafted names, oversized artifact, anoth
 artifact) gets a clear failure and leaves the host's bundle exactly as it was."""
 
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -41,10 +42,18 @@ def fixture_keys(tmp_path_factory):
     return key, allowed
 
 
-def signed_bundle(path, key, extra=None):
-    make_host_bundle(path)
+BUILT = itertools.count()
+
+
+def signed_bundle(path, key, extra=None, hosts=("edge-c1",), created=None):
+    """A signed bundle for hosts, built (manifest.json's created) after every one before it."""
+    make_host_bundle(path, hosts=hosts)
     for rel, data in (extra or {}).items():
         (path / rel).write_bytes(data)
+    manifest = json.loads((path / "manifest.json").read_text())
+    n = next(BUILT)
+    manifest["created"] = created or f"2026-11-27T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z"
+    (path / "manifest.json").write_text(json.dumps(manifest))
     _bundle.write_sums(path, _bundle.hash_files(path))
     sign_bundle(path, key)
     return path
@@ -56,9 +65,9 @@ def push(registry, path, repo=REPO, check_mode=False, **extra):
 
 
 def pull(registry, dest, allowed, repo=REPO, check_mode=False, url=None, **extra):
-    return run_module("bundle_pull", registry.args(registry=url or registry.url, repository=repo,
-                                                   dest=str(dest), allowed_signers=str(allowed),
-                                                   **extra), check_mode=check_mode)
+    return run_module("bundle_pull", registry.args(**dict(
+        {"registry": url or registry.url, "repository": repo, "dest": str(dest),
+         "allowed_signers": str(allowed), "host": "edge-c1"}, **extra)), check_mode=check_mode)
 
 
 def put_manifest(registry, repo, doc, tag="latest"):
@@ -70,7 +79,7 @@ def put_manifest(registry, repo, doc, tag="latest"):
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
-def get_manifest(registry, repo, tag="latest"):
+def get_manifest(registry, repo, tag="latest"):  # tag: or digest
     resp = requests.get(f"{registry.url}/v2/{repo}/manifests/{tag}", verify=registry.ca, timeout=10,
                         auth=(registry.args()["username"], registry.password),
                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
@@ -93,7 +102,7 @@ def test_a_published_bundle_is_pulled_verified_and_then_costs_nothing(registry, 
     assert got["changed"] and got["digest"] == first["digest"] and got["signer"] == "fleet@example.com", got
     assert tree(dest) == tree(bundle)
     assert (dest / "bootstrap.sh").stat().st_mode & 0o777 == 0o600  # run with sh, never executed in place
-    assert (tmp_path / "host" / "bundle.digest").read_text() == first["digest"]
+    assert json.loads((tmp_path / "host" / "bundle.digest").read_text())["digest"] == first["digest"]
     link = FlakyLink(registry.port)
     try:
         quiet = pull(registry, dest, allowed, repo="bundles/first", url=link.url)
@@ -145,6 +154,75 @@ def test_an_altered_bundle_is_refused_and_the_old_one_kept(registry, keys, tmp_p
     assert tree(dest) == before
 
 
+def test_an_older_bundle_or_one_for_another_host_is_never_put_in_place(registry, keys, tmp_path):
+    key, allowed = keys
+    dest = tmp_path / "host" / "bundle"
+    old = push(registry, signed_bundle(tmp_path / "v1", key, extra={"v": b"1"}), repo="bundles/rollback")
+    assert pull(registry, dest, allowed, repo="bundles/rollback")["changed"]
+    push(registry, signed_bundle(tmp_path / "v2", key, extra={"v": b"2"}), repo="bundles/rollback")
+    assert pull(registry, dest, allowed, repo="bundles/rollback")["changed"]
+    before = tree(dest)
+    # Whoever can move the tag points it back at the old (validly signed) bundle.
+    put_manifest(registry, "bundles/rollback", get_manifest(registry, "bundles/rollback", old["digest"]))
+    back = pull(registry, dest, allowed, repo="bundles/rollback")
+    assert back["failed"] and "an old bundle is never put back" in back["msg"], back
+    assert tree(dest) == before
+    # A bundle signed for another host (another site's) is refused too, before it replaces ours.
+    push(registry, signed_bundle(tmp_path / "other", key, hosts=("edge-b1",)), repo="bundles/rollback")
+    other = pull(registry, dest, allowed, repo="bundles/rollback")
+    assert other["failed"] and "the bundle is for edge-b1 (sites site-c), not edge-c1" in other["msg"], other
+    assert tree(dest) == before
+
+
+def test_refused_bundles_leave_no_downloads_behind(registry, keys, tmp_path):
+    key, allowed = keys
+    dest = tmp_path / "host" / "bundle"
+    push(registry, signed_bundle(tmp_path / "good", key), repo="bundles/junk")
+    assert pull(registry, dest, allowed, repo="bundles/junk")["changed"]
+    cache = tmp_path / "host" / "bundle.blobs"
+    kept = sorted(p.name for p in cache.iterdir())
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    for n in range(3):  # each time new junk, signed by a key the host does not trust
+        push(registry, signed_bundle(tmp_path / f"junk{n}", other, extra={"junk": os.urandom(200_000)}),
+             repo="bundles/junk")
+        refused = pull(registry, dest, allowed, repo="bundles/junk")
+        assert refused["failed"] and refused["bytes_fetched"] >= 200_000, refused
+        assert sorted(p.name for p in cache.iterdir()) == kept
+    assert len(json.loads((tmp_path / "host" / "bundle.refused").read_text())) == 3
+
+
+def test_a_missing_signers_file_or_a_damaged_cache_is_not_held_against_a_good_bundle(registry, keys, tmp_path):
+    key, allowed = keys
+    dest = tmp_path / "host" / "bundle"
+    push(registry, signed_bundle(tmp_path / "v1", key, extra={"model": os.urandom(50_000)}), repo="bundles/cache")
+    missing = pull(registry, dest, tmp_path / "not-yet", repo="bundles/cache")
+    assert missing["failed"] and "no such file" in missing["msg"] and not dest.exists(), missing
+    assert pull(registry, dest, allowed, repo="bundles/cache")["changed"]
+    # A cache entry damaged on the disk (or planted as a link) is hashed again and fetched anew.
+    cache = tmp_path / "host" / "bundle.blobs"
+    entries = sorted(cache.iterdir(), key=lambda p: p.stat().st_size)
+    entries[-1].write_bytes(b"rot" * 1000)
+    entries[-2].unlink()
+    entries[-2].symlink_to("/etc/hostname")
+    push(registry, signed_bundle(tmp_path / "v2", key, extra={"model": (tmp_path / "v1" / "model").read_bytes()}),
+         repo="bundles/cache")
+    got = pull(registry, dest, allowed, repo="bundles/cache")
+    assert got["changed"] and tree(dest) == tree(tmp_path / "v2"), got
+    assert not any(p.is_symlink() for p in cache.iterdir())
+
+
+def test_a_parent_directory_others_may_write_is_refused(registry, keys, tmp_path):
+    key, allowed = keys
+    push(registry, signed_bundle(tmp_path / "b", key), repo="bundles/parent")
+    parent = tmp_path / "shared"
+    parent.mkdir(mode=0o777)
+    parent.chmod(0o777)
+    got = pull(registry, parent / "bundle", allowed, repo="bundles/parent")
+    assert got["failed"] and "group and others cannot write" in got["msg"], got
+    assert not list(parent.iterdir())
+
+
 def test_a_corrupt_blob_in_the_registry_fails_and_changes_nothing(registry, keys, tmp_path):
     key, allowed = keys
     # A file of its own: blobs are shared across the registry, and other tests pull the rest.
@@ -163,7 +241,8 @@ def test_a_corrupt_blob_in_the_registry_fails_and_changes_nothing(registry, keys
 
 
 @pytest.mark.parametrize("title", ["../escape", "/etc/passwd", "a/../../escape", "", ".", "a/..",
-                                   "a//b", "dir/", "we\u0301ird", "a\nb", "x" * 300])
+                                   "a//b", "dir/", "we\u0301ird", "a\nb", "SHA256SUMS\n", "x" * 300,
+                                   "/".join(["y" * 200] * 6)])
 def test_crafted_file_names_are_refused_before_anything_is_fetched(registry, keys, tmp_path, title):
     key, allowed = keys
     bundle = signed_bundle(tmp_path / "bundle", key)
@@ -287,7 +366,7 @@ def test_a_site_s_published_bundle_reaches_a_pull_mode_host_intact(playbook, tmp
     lab = {"registry": "https://127.0.0.1:5000", "username": "edgeml",
            "password": (state / "registry-password").read_text().strip(), "ca_path": str(state / "pki" / "ca.crt")}
     dest = tmp_path / "host" / "bundle"
-    pulled = run_module("bundle_pull", dict(lab, repository="bundles/test-site-c", dest=str(dest),
+    pulled = run_module("bundle_pull", dict(lab, repository="bundles/test-site-c", dest=str(dest), host="edge-c1",
                                             allowed_signers=str(state / "bundle" / "allowed_signers")))
     assert pulled["changed"] and pulled["signer"] == "bundles@edgeml-lab", pulled
     assert tree(dest) == tree(built)
@@ -299,6 +378,6 @@ def test_a_site_s_published_bundle_reaches_a_pull_mode_host_intact(playbook, tmp
                              env={"PATH": os.environ["PATH"], "TMPDIR": str(tmp)})
     assert checked.returncode == 0 and "every file checks out" in checked.stdout, checked.stderr
     # Nothing new: the host's check is one HEAD request and fetches nothing.
-    quiet = run_module("bundle_pull", dict(lab, repository="bundles/test-site-c", dest=str(dest),
+    quiet = run_module("bundle_pull", dict(lab, repository="bundles/test-site-c", dest=str(dest), host="edge-c1",
                                            allowed_signers=str(state / "bundle" / "allowed_signers")))
     assert not quiet["changed"] and quiet["bytes_fetched"] == 0, quiet

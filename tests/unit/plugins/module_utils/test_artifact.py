@@ -42,10 +42,12 @@ def test_an_accepted_name_is_a_path_under_the_bundle(name):
     joined = posixpath.normpath(posixpath.join(root, name))
     assert joined.startswith(root + "/") and joined == posixpath.join(root, name)
     assert all(part not in ("", ".", "..") for part in name.split("/"))
+    assert not set(name) & set("\\\x00\n é‥")  # only the plain characters, none at the end either
 
 
 @pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/../../x", "a/./b", ".", "..", "",
-                                  "a//b", "a/", "a\\..\\b", "a\x00b", "ok/" * 17 + "x", None, 7])
+                                  "a//b", "a/", "a\\..\\b", "a\x00b", "ok/" * 17 + "x", None, 7,
+                                  "a\n", "SHA256SUMS\n", "/".join(["y" * 200] * 6)])
 def test_crafted_names_are_refused(name):
     with pytest.raises(OCIError, match="not a plain relative path"):
         check_name(name, "layers[0]")
