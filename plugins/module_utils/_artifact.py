@@ -44,7 +44,7 @@ EMPTY = b"{}"
 PART_RE = re.compile(r"^[A-Za-z0-9._+@,=~-]{1,255}$")
 MAX_DEPTH = 16
 MAX_NAME = 1024  # a whole relative path: well under PATH_MAX once under the destination
-MAX_FILES = 100000
+MAX_FILES = 10000  # a bundle holds some dozens
 
 
 class NotTheArtifact(OCIError):
@@ -161,18 +161,23 @@ def fetch_manifest(client, repo, reference, artifact_type, max_bytes):
     return digest, checked_layers(doc, artifact_type, where, max_bytes)
 
 
-def needed_bytes(files, blobs):
-    """Bytes a pull writes: the blobs not in the cache yet, plus every file assembled."""
+def needed_space(files, blobs, block=4096):
+    """(bytes, inodes) a pull writes: the blobs not in the cache yet and every file assembled,
+    each rounded up to whole blocks, and a block and an inode for every directory made."""
+    def blocks(size):
+        return -(-size // block) * block or block
     missing = {digest: size for _name, digest, size in files
                if not os.path.isfile(os.path.join(blobs, digest_hex(digest)))}
-    return sum(missing.values()) + sum(size for _name, _digest, size in files)
+    dirs = {"/".join(name.split("/")[:i]) for name, _d, _s in files for i in range(1, name.count("/") + 1)}
+    size = sum(map(blocks, missing.values())) + sum(blocks(size) for _n, _d, size in files)
+    return size + block * len(dirs), len(missing) + len(files) + len(dirs)
 
 
 def _copy_checked(cached, path, digest):
     """Copy the cached blob to the new file path, hashing it: False (and nothing left at path)
     when the cache entry is not a regular file holding digest (damaged, or planted)."""
-    try:
-        src = os.open(cached, os.O_RDONLY | os.O_NOFOLLOW)
+    try:  # O_NONBLOCK: a FIFO planted in the cache must not hang the pull
+        src = os.open(cached, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return False
     hasher = hashlib.sha256()
@@ -201,11 +206,14 @@ def pull(client, repo, files, dest, blobs, retries=3, fetched=None):
     disk (full, a name too long for it) is an OCIError that says so.
     """
     fetched = fetched if fetched is not None else [0]
+    if os.path.islink(blobs) or (os.path.lexists(blobs) and not os.path.isdir(blobs)):
+        os.unlink(blobs)
     os.makedirs(blobs, 0o700, exist_ok=True)
     try:
         for _name, digest, size in files:
             cached = os.path.join(blobs, digest_hex(digest))
-            if not os.path.lexists(cached):
+            if os.path.islink(cached) or not os.path.isfile(cached):
+                remove(cached)  # a stray directory, FIFO or link is no download
                 fetched[0] += download_blob(client, repo, digest, cached, size, retries)
         os.mkdir(dest, 0o700)
         for name, digest, size in files:
@@ -213,8 +221,7 @@ def pull(client, repo, files, dest, blobs, retries=3, fetched=None):
             os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
             cached = os.path.join(blobs, digest_hex(digest))
             if not _copy_checked(cached, path, digest):
-                if os.path.lexists(cached):
-                    os.unlink(cached)
+                remove(cached)
                 fetched[0] += download_blob(client, repo, digest, cached, size, retries)
                 if not _copy_checked(cached, path, digest):
                     raise OCIError(f"{blobs}: the blob {digest} changed in the cache while it was "
@@ -230,16 +237,31 @@ def pull(client, repo, files, dest, blobs, retries=3, fetched=None):
     return fetched[0]
 
 
+def remove(path):
+    """Remove what is at path, whatever it is (a stray directory too), without following links."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
 def prune(blobs, keep):
-    """Drop cached blobs (and partial downloads) whose digest is not in keep."""
+    """Drop cached blobs (and partial downloads, and anything else) whose digest is not in keep."""
     keep = {digest_hex(digest) for digest in keep}
     for entry in os.listdir(blobs) if os.path.isdir(blobs) and not os.path.islink(blobs) else ():
         if entry.split(".")[0] not in keep:
-            os.unlink(os.path.join(blobs, entry))
+            remove(os.path.join(blobs, entry))
+
+
+def recover(dest):
+    """After a crash between swap_in's two renames, put the old directory back."""
+    if not os.path.lexists(dest) and os.path.isdir(dest + ".old"):
+        os.rename(dest + ".old", dest)
 
 
 def swap_in(new, dest):
-    """Put the complete directory new at dest, the old one (if any) removed after."""
+    """Put the complete directory new at dest, the old one (if any) removed after (recover
+    undoes a crash in between)."""
     old = dest + ".old"
     shutil.rmtree(old, ignore_errors=True)
     if os.path.exists(dest):

@@ -20,21 +20,27 @@ description:
     each file as a blob checked against its digest while it streams. An interrupted download
     resumes at the next run; files an earlier bundle had are not fetched again.
   - Before any download, the free space next to O(dest) must hold the new files twice (the
-    download cache and the assembled bundle) with 64 MiB to spare.
+    download cache and the assembled bundle, in whole blocks) with 64 MiB to spare, and there
+    must be an inode for every file and directory.
   - The new bundle is assembled next to O(dest) and verified as M(edgeml.fleet.bundle_verify)
     does - the signature over C(SHA256SUMS) against O(allowed_signers) (the host's own trusted
     signers, never a file from the bundle), every file listed and matching, nothing unlisted.
-    Its C(manifest.json) (covered by the signature) must list O(host), and must have been built
-    (C(created)) after the bundle in place - an old signed bundle is never put back.
-  - Only then does it replace O(dest). A bundle that fails these checks is removed with its
-    downloads, O(dest) stays as it was, and its digest is remembered (the last 20) so that it
-    is not fetched again; the task fails each time with the reason until the tag moves on. A
-    failure of the link keeps the partial downloads for the next run to resume; no other
-    failure is remembered.
+  - Its C(manifest.json) (covered by the signature) must list O(host) in C(hosts), and its build
+    time (C(created), V(YYYY-MM-DDTHH:MM:SSZ)) must be after that of the bundle in place, as
+    that bundle's own manifest says (the same time only for the same content re-signed). An old
+    signed bundle is never put back. A build time more than a day ahead of this host's clock is
+    refused and not remembered.
+  - Only then does it replace O(dest) (a crash between the swap's two renames is undone at the
+    next run). A bundle that fails these checks is removed with its downloads, O(dest) stays as
+    it was, and the refusal is remembered (the last 20) for these O(allowed_signers), so that it
+    is not fetched again; the task fails each time with the reason until the tag moves on. Any
+    other failure (the link, a corrupt blob, the disk) keeps the downloads that verified, for
+    the next run.
+  - One pull of O(dest) runs at a time (a lock file, C(DEST.lock)).
   - The directory that holds O(dest) must be owned by the user the module runs as, and not
     writable by group or others (created 0750 when missing).
-  - Applying the bundle is the job of its C(bootstrap.sh), as for a technician's copy; the
-    playbook C(edgeml.fleet.pull) runs both.
+  - Applying the bundle is the job of its C(bootstrap.sh) (C(sh DEST/bootstrap.sh --bundle
+    DEST)), as for a technician's copy; see the collection's docs/pull.md.
 author: edgeml.fleet developers (@edgeml)
 extends_documentation_fragment:
   - edgeml.fleet.registry
@@ -64,8 +70,8 @@ options:
   dest:
     description:
       - Where the verified bundle is kept. C(DEST.blobs) holds downloads (also partial ones),
-        C(DEST.digest) the digest, build time and blobs of the bundle at O(dest), C(DEST.refused)
-        the digests and reasons of the last bundles refused.
+        C(DEST.digest) the digest and blobs of the bundle at O(dest), C(DEST.refused) the last
+        bundles refused and why, C(DEST.lock) the lock.
     type: path
     required: true
   allowed_signers:
@@ -127,33 +133,63 @@ bundle_path:
   type: str
 """
 
+import datetime
+import fcntl
+import hashlib
 import json
 import os
+import re
 import shutil
 
 from ansible_collections.edgeml.fleet.plugins.module_utils import _bundle
 from ansible_collections.edgeml.fleet.plugins.module_utils._artifact import (
-    BUNDLE_TYPE, fetch_manifest, needed_bytes, prune, pull, swap_in)
+    BUNDLE_TYPE, fetch_manifest, needed_space, prune, pull, recover, swap_in)
 from ansible_collections.edgeml.fleet.plugins.module_utils._common import RegistryModule
+from ansible_collections.edgeml.fleet.plugins.module_utils._digest import is_digest
 from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
 from ansible_collections.edgeml.fleet.plugins.module_utils._files import write_file_atomic
-from ansible_collections.edgeml.fleet.plugins.module_utils._oci import REPO_RE, TAG_RE, Unreachable
+from ansible_collections.edgeml.fleet.plugins.module_utils._oci import REPO_RE, TAG_RE
 
-MAX_REFUSED = 20  # refused digests remembered
+MAX_REFUSED = 20  # refused bundles remembered
 RESERVE = 64 << 20  # free space left over after a pull
+CREATED_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z")  # what build_bundle writes: UTC
+AHEAD = datetime.timedelta(days=1)  # how far a bundle's build time may be ahead of this host's clock
 
 
 class Refused(EdgemlError):
-    """The bundle was fetched whole and its own checks failed: remembered, not fetched again."""
+    """The bundle was fetched whole and its own content failed the checks: remembered (for these
+    signers), not fetched again."""
 
 
-def read_json(path, default):
+def read_json(path):
     try:
         with open(path, encoding="utf-8") as handle:
             value = json.loads(handle.read(1 << 20))
-        return value if isinstance(value, type(default)) else default
+        return value if isinstance(value, dict) else {}
     except (OSError, ValueError):
-        return default
+        return {}
+
+
+def sha256_of(path):
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read(16 << 20)).hexdigest()
+    except OSError:
+        return ""
+
+
+def in_place(dest):
+    """What is known of the bundle at dest: its digest and blobs (the record, checked), and its
+    build time and SHA256SUMS from the bundle itself, which was verified when it was put there:
+    the rollback guard does not rest on the record."""
+    record = read_json(dest + ".digest") if os.path.isdir(dest) else {}
+    blobs = record.get("blobs")
+    manifest = read_json(os.path.join(dest, _bundle.MANIFEST)) if os.path.isdir(dest) else {}
+    created = manifest.get("created")
+    return {"digest": record.get("digest") if is_digest(record.get("digest")) else None,
+            "blobs": blobs if isinstance(blobs, list) and all(map(is_digest, blobs)) else [],
+            "created": created if isinstance(created, str) and CREATED_RE.match(created) else "",
+            "sums": sha256_of(os.path.join(dest, _bundle.SUMS)) if os.path.isdir(dest) else ""}
 
 
 def check_parent(parent):
@@ -170,12 +206,25 @@ def check_parent(parent):
                           "refusing to use it")
 
 
-def check_room(parent, needed):
+def lock(dest):
+    """One pull at a time for dest (the timer and a manual run): the lock file's descriptor."""
+    fd = os.open(dest + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise EdgemlError(f"{dest}: another pull of this bundle is running; try again when it is done")
+    return fd
+
+
+def check_room(parent, files, blobs):
+    size, inodes = needed_space(files, blobs)
     free = os.statvfs(parent)
     available = free.f_bavail * free.f_frsize
-    if needed + RESERVE > available:
-        raise EdgemlError(f"{parent}: the bundle needs {needed} bytes and {RESERVE} to spare, but "
-                          f"only {available} are free; nothing was fetched. Free some space.")
+    if size + RESERVE > available or inodes + 1000 > free.f_favail:
+        raise EdgemlError(f"{parent}: the bundle needs {size} bytes (and {RESERVE} to spare) and "
+                          f"{inodes} inodes, but {available} bytes and {free.f_favail} inodes are "
+                          "free; nothing was fetched. Free some space.")
 
 
 def check_bundle(module, staging, host, current):
@@ -187,14 +236,23 @@ def check_bundle(module, staging, host, current):
         manifest = _bundle.read_manifest(staging)
     except _bundle.BundleError as exc:
         raise Refused(exc.msg)
-    if host not in (manifest.get("hosts") or []) + (manifest.get("mirrors") or []):
+    if host not in (manifest.get("hosts") or []):
         raise Refused(f"the bundle is for {', '.join(map(str, manifest.get('hosts') or [])) or 'no host'} "
                       f"(sites {', '.join(map(str, manifest.get('sites') or []))}), not {host}")
     created = manifest.get("created")
-    if not isinstance(created, str) or not created:
-        raise Refused("the bundle's manifest.json says not when it was built (created)")
-    # ISO 8601 UTC (YYYY-MM-DDTHH:MM:SSZ) sorts as it reads: an older bundle never replaces ours.
-    if current.get("created") and created <= current["created"]:
+    if not isinstance(created, str) or not CREATED_RE.match(created):
+        raise Refused(f"the bundle's build time (created) {str(created)[:40]!r} is not "
+                      "YYYY-MM-DDTHH:MM:SSZ")
+    ahead = datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc) - datetime.datetime.now(datetime.timezone.utc)
+    if ahead > AHEAD:
+        # Not remembered: this host's clock may be the one that is wrong.
+        raise EdgemlError(f"the bundle says it was built {created}, more than a day ahead of this "
+                          "host's clock; refusing it (check both clocks)")
+    # The same UTC format sorts as it reads: an older bundle never replaces ours; one built at
+    # the same time only when it is ours re-signed (SHA256SUMS unchanged, a new signing key).
+    if current["created"] and (created < current["created"] or (
+            created == current["created"] and sha256_of(os.path.join(staging, _bundle.SUMS)) != current["sums"])):
         raise Refused(f"the bundle was built {created}, not after the one in place "
                       f"({current['created']}): an old bundle is never put back")
     return signer, created
@@ -208,12 +266,12 @@ def fetch(module, client, dest, wanted, current, fetched):
     blobs, staging = dest + ".blobs", dest + ".new"
     shutil.rmtree(staging, ignore_errors=True)
     # Only the bundle in place and this one may keep blobs (and partial downloads) in the cache.
-    prune(blobs, set(current.get("blobs") or ()) | {d for _n, d, _s in files})
-    check_room(os.path.dirname(dest), needed_bytes(files, blobs))
+    prune(blobs, set(current["blobs"]) | {d for _n, d, _s in files})
+    check_room(os.path.dirname(dest), files, blobs)
     pull(client, params["repository"], files, staging, blobs, params["retries"], fetched)
     try:
         signer, created = check_bundle(module, staging, params["host"], current)
-    except Refused:
+    except EdgemlError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return staging, files, signer, created, digest
@@ -241,24 +299,27 @@ def main():
         module.fail_json(msg=f"allowed_signers {params['allowed_signers']}: no such file, so no "
                              "bundle can be trusted; install the fleet's signers first")
     parent = os.path.dirname(dest) or "."
-    record, refused_path = dest + ".digest", dest + ".refused"
-    current = read_json(record, {}) if os.path.isdir(dest) else {}
-    previous = current.get("digest") if isinstance(current.get("digest"), str) else None
     fetched = [0]
-    result = {"changed": False, "previous": previous, "digest": previous, "files": 0,
+    result = {"changed": False, "previous": None, "digest": None, "files": 0,
               "bytes_fetched": 0, "bundle_path": dest}
     client = module.clients()[0]
     try:
         if not module.check_mode:
             os.makedirs(parent, 0o750, exist_ok=True)
             check_parent(parent)
+            lock(dest)  # held until the module exits
+            recover(dest)
+        current = in_place(dest)
+        result.update(previous=current["digest"], digest=current["digest"])
         wanted = client.head_manifest(repo, tag) or client.get_manifest(repo, tag)[2]
-        if wanted == previous:
+        if wanted == current["digest"]:
             module.exit_json(**result)
-        refused = read_json(refused_path, {})
-        if wanted in refused:
+        # A refusal holds for the trusted signers it was made with: new signers, a new look.
+        refused = read_json(dest + ".refused")
+        key = f"{wanted} {sha256_of(params['allowed_signers'])[:16]}"
+        if key in refused:
             module.fail_json(msg=f"{repo}:{tag} is still the bundle {wanted} refused earlier: "
-                                 f"{str(refused[wanted])[:500]}", **result)
+                                 f"{str(refused[key])[:500]}", **result)
         if module.check_mode:
             result.update(changed=True, digest=wanted)
             module.exit_json(**result)
@@ -266,19 +327,16 @@ def main():
             staging, files, signer, created, digest = fetch(module, client, dest, wanted, current,
                                                             fetched)
         except Refused as exc:
-            refused = dict(list(refused.items())[-(MAX_REFUSED - 1):], **{wanted: exc.msg})
-            write_file_atomic(refused_path, json.dumps(refused).encode(), mode=0o640)
-            prune(dest + ".blobs", current.get("blobs") or ())
+            refused = dict(list(refused.items())[-(MAX_REFUSED - 1):], **{key: exc.msg})
+            write_file_atomic(dest + ".refused", json.dumps(refused).encode(), mode=0o640)
+            prune(dest + ".blobs", current["blobs"])
             raise EdgemlError(f"{repo}@{wanted}: refused, {dest} left as it was: {exc.msg}")
-        except Unreachable:
-            raise  # the partial downloads stay: the next run resumes them
-        except EdgemlError:
-            prune(dest + ".blobs", current.get("blobs") or ())
-            raise
+        # Any other failure (the link, a corrupt blob, the disk) keeps this bundle's downloads:
+        # the next run resumes them, and the next bundle's prune drops them.
         swap_in(staging, dest)
         blobs = sorted({d for _n, d, _s in files})
-        write_file_atomic(record, json.dumps({"digest": digest, "created": created,
-                                              "blobs": blobs}).encode(), mode=0o640)
+        write_file_atomic(dest + ".digest", json.dumps({"digest": digest, "created": created,
+                                                        "blobs": blobs}).encode(), mode=0o640)
         prune(dest + ".blobs", blobs)
     except EdgemlError as exc:
         result["bytes_fetched"] = fetched[0]

@@ -167,6 +167,13 @@ def test_an_older_bundle_or_one_for_another_host_is_never_put_in_place(registry,
     back = pull(registry, dest, allowed, repo="bundles/rollback")
     assert back["failed"] and "an old bundle is never put back" in back["msg"], back
     assert tree(dest) == before
+    # The guard rests on the bundle in place, not on the record next to it: lost, or after a
+    # crash between the swap's two renames, the old bundle is still refused.
+    (tmp_path / "host" / "bundle.digest").unlink()
+    dest.rename(tmp_path / "host" / "bundle.old")
+    lost = pull(registry, dest, allowed, repo="bundles/rollback")
+    assert lost["failed"] and "an old bundle is never put back" in lost["msg"], lost
+    assert tree(dest) == before
     # A bundle signed for another host (another site's) is refused too, before it replaces ours.
     push(registry, signed_bundle(tmp_path / "other", key, hosts=("edge-b1",)), repo="bundles/rollback")
     other = pull(registry, dest, allowed, repo="bundles/rollback")
@@ -223,6 +230,61 @@ def test_a_parent_directory_others_may_write_is_refused(registry, keys, tmp_path
     assert not list(parent.iterdir())
 
 
+def test_refusals_hold_for_the_signers_they_were_made_with_and_time_is_checked(registry, keys, tmp_path):
+    key, allowed = keys
+    dest = tmp_path / "host" / "bundle"
+    v1 = signed_bundle(tmp_path / "v1", key)
+    push(registry, v1, repo="bundles/signers")
+    empty = tmp_path / "empty_signers"
+    empty.write_text("")
+    refused = pull(registry, dest, empty, repo="bundles/signers")
+    assert refused["failed"] and "not made by a key in" in refused["msg"], refused
+    assert pull(registry, dest, allowed, repo="bundles/signers")["changed"]  # the right signers now
+    # The same bundle re-signed with a new key (a key rotation): same build time, same content.
+    new_key = tmp_path / "new_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "new", "-f", str(new_key)], check=True)
+    both = tmp_path / "both_signers"
+    both.write_text(allowed.read_text() + "new@example.com " + (tmp_path / "new_key.pub").read_text())
+    (v1 / "SHA256SUMS.sig").unlink()
+    sign_bundle(v1, new_key)
+    push(registry, v1, repo="bundles/signers")
+    rotated = pull(registry, dest, both, repo="bundles/signers")
+    assert rotated["changed"] and rotated["signer"] == "new@example.com", rotated
+    # A build time in another format, or far ahead of this host's clock, is refused.
+    push(registry, signed_bundle(tmp_path / "offset", key, created="2026-11-28T01:00:00+05:00"), repo="bundles/signers")
+    offset = pull(registry, dest, both, repo="bundles/signers")
+    assert offset["failed"] and "is not YYYY-MM-DDTHH:MM:SSZ" in offset["msg"], offset
+    push(registry, signed_bundle(tmp_path / "future", key, created="2099-01-01T00:00:00Z"), repo="bundles/signers")
+    future = pull(registry, dest, both, repo="bundles/signers")
+    assert future["failed"] and "more than a day ahead of this host's clock" in future["msg"], future
+    again = pull(registry, dest, both, repo="bundles/signers")  # not remembered: the clock may be wrong
+    assert again["failed"] and "refused earlier" not in again["msg"], again
+
+
+def test_odd_cache_entries_and_a_bad_blob_cost_no_more_than_they_must(registry, keys, tmp_path):
+    key, allowed = keys
+    dest = tmp_path / "host" / "bundle"
+    model = os.urandom(300_000)
+    bundle = signed_bundle(tmp_path / "b", key, extra={"model": model, "only-here.bin": os.urandom(5000)})
+    push(registry, bundle, repo="bundles/odd")
+    layers = {e["annotations"]["org.opencontainers.image.title"]: e for e in get_manifest(registry, "bundles/odd")["layers"]}
+    cache = tmp_path / "host" / "bundle.blobs"
+    cache.mkdir(parents=True, mode=0o700)
+    os.mkfifo(cache / layers["model"]["digest"][7:])  # would hang a reader that blocks
+    (cache / layers["bootstrap.sh"]["digest"][7:]).mkdir()  # a stray directory
+    data = registry.blob_data_path(layers["only-here.bin"]["digest"])
+    good = data.read_bytes()
+    data.write_bytes(b"x" * len(good))
+    bad = pull(registry, dest, allowed, repo="bundles/odd")
+    assert bad["failed"] and "failed verification" in bad["msg"], bad
+    # What did verify stays for the next run: only the bad blob is fetched again.
+    assert (cache / layers["model"]["digest"][7:]).is_file()
+    data.write_bytes(good)
+    got = pull(registry, dest, allowed, repo="bundles/odd")
+    assert got["changed"] and tree(dest) == tree(bundle), got
+    assert got["bytes_fetched"] < 100_000, got
+
+
 def test_a_corrupt_blob_in_the_registry_fails_and_changes_nothing(registry, keys, tmp_path):
     key, allowed = keys
     # A file of its own: blobs are shared across the registry, and other tests pull the rest.
@@ -254,7 +316,7 @@ def test_crafted_file_names_are_refused_before_anything_is_fetched(registry, key
     before = {str(p) for p in tmp_path.rglob("*")}
     got = pull(registry, dest, allowed, repo="bundles/names")
     assert got["failed"] and "not a plain relative path" in got["msg"], got
-    assert {str(p) for p in tmp_path.rglob("*")} - before <= {str(tmp_path / "host")}
+    assert {str(p) for p in tmp_path.rglob("*")} - before <= {str(tmp_path / "host"), str(dest) + ".lock"}
 
 
 @pytest.mark.parametrize("clash", ["twice", "file-and-dir"])
