@@ -32,7 +32,7 @@ import stat
 from ansible_collections.edgeml.fleet.plugins.module_utils._digest import digest_hex, file_digest
 from ansible_collections.edgeml.fleet.plugins.module_utils._files import fsync_dir, fsync_tree
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
-    NotFound, OCIError, OCI_MANIFEST, TITLE, parse_manifest)
+    NotFound, OCIError, OCI_MANIFEST, REPO_RE, TAG_RE, TITLE, parse_manifest)
 from ansible_collections.edgeml.fleet.plugins.module_utils._transfer import download_blob
 
 BUNDLE_TYPE = "application/vnd.edgeml.bundle.v1"
@@ -57,6 +57,17 @@ def _descriptor(media_type, digest, size, **extra):
 
 def _empty():
     return _descriptor(EMPTY_TYPE, "sha256:" + hashlib.sha256(EMPTY).hexdigest(), len(EMPTY))
+
+
+def check_ref(repo, tag):
+    """OCIError unless repo and tag are valid OCI names."""
+    if not REPO_RE.match(repo) or not TAG_RE.match(tag):
+        raise OCIError(f"repository {repo!r} or tag {tag!r} is not a valid OCI name")
+
+
+def tag_digest(client, repo, tag):
+    """The digest repo:tag names: one HEAD, or the manifest itself where HEAD gives none."""
+    return client.head_manifest(repo, tag) or client.get_manifest(repo, tag)[2]
 
 
 def file_layers(root):

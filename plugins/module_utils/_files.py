@@ -13,6 +13,7 @@ directory after it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 import tempfile
@@ -60,3 +61,14 @@ def write_file_atomic(path, data, mode=0o640):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def read_json_dict(path, limit=1 << 20):
+    """A small JSON object this collection wrote (a record), or {} when it is missing, unreadable
+    or not an object: a record is a hint, never trusted as it is."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.loads(handle.read(limit))
+        return value if isinstance(value, dict) else {}
+    except (OSError, ValueError):
+        return {}

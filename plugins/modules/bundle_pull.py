@@ -135,7 +135,6 @@ bundle_path:
 
 import datetime
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -143,12 +142,11 @@ import shutil
 
 from ansible_collections.edgeml.fleet.plugins.module_utils import _bundle
 from ansible_collections.edgeml.fleet.plugins.module_utils._artifact import (
-    BUNDLE_TYPE, fetch_manifest, needed_space, prune, pull, recover, swap_in)
+    BUNDLE_TYPE, check_ref, fetch_manifest, needed_space, prune, pull, recover, swap_in, tag_digest)
 from ansible_collections.edgeml.fleet.plugins.module_utils._common import RegistryModule
-from ansible_collections.edgeml.fleet.plugins.module_utils._digest import is_digest
+from ansible_collections.edgeml.fleet.plugins.module_utils._digest import is_digest, sha256_file
 from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
-from ansible_collections.edgeml.fleet.plugins.module_utils._files import write_file_atomic
-from ansible_collections.edgeml.fleet.plugins.module_utils._oci import REPO_RE, TAG_RE
+from ansible_collections.edgeml.fleet.plugins.module_utils._files import read_json_dict, write_file_atomic
 
 MAX_REFUSED = 20  # refused bundles remembered
 RESERVE = 64 << 20  # free space left over after a pull
@@ -161,19 +159,9 @@ class Refused(EdgemlError):
     signers), not fetched again."""
 
 
-def read_json(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            value = json.loads(handle.read(1 << 20))
-        return value if isinstance(value, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def sha256_of(path):
     try:
-        with open(path, "rb") as handle:
-            return hashlib.sha256(handle.read(16 << 20)).hexdigest()
+        return sha256_file(path).hexdigest()
     except OSError:
         return ""
 
@@ -182,9 +170,9 @@ def in_place(dest):
     """What is known of the bundle at dest: its digest and blobs (the record, checked), and its
     build time and SHA256SUMS from the bundle itself, which was verified when it was put there:
     the rollback guard does not rest on the record."""
-    record = read_json(dest + ".digest") if os.path.isdir(dest) else {}
+    record = read_json_dict(dest + ".digest") if os.path.isdir(dest) else {}
     blobs = record.get("blobs")
-    manifest = read_json(os.path.join(dest, _bundle.MANIFEST)) if os.path.isdir(dest) else {}
+    manifest = read_json_dict(os.path.join(dest, _bundle.MANIFEST)) if os.path.isdir(dest) else {}
     created = manifest.get("created")
     return {"digest": record.get("digest") if is_digest(record.get("digest")) else None,
             "blobs": blobs if isinstance(blobs, list) and all(map(is_digest, blobs)) else [],
@@ -293,8 +281,10 @@ def main():
     )
     params = module.params
     repo, tag, dest = params["repository"], params["tag"], params["dest"].rstrip("/")
-    if not REPO_RE.match(repo) or not TAG_RE.match(tag):
-        module.fail_json(msg=f"repository {repo!r} or tag {tag!r} is not a valid OCI name")
+    try:
+        check_ref(repo, tag)
+    except EdgemlError as exc:
+        module.fail_json(msg=exc.msg)
     if not os.path.isfile(params["allowed_signers"]):
         module.fail_json(msg=f"allowed_signers {params['allowed_signers']}: no such file, so no "
                              "bundle can be trusted; install the fleet's signers first")
@@ -311,11 +301,11 @@ def main():
             recover(dest)
         current = in_place(dest)
         result.update(previous=current["digest"], digest=current["digest"])
-        wanted = client.head_manifest(repo, tag) or client.get_manifest(repo, tag)[2]
+        wanted = tag_digest(client, repo, tag)
         if wanted == current["digest"]:
             module.exit_json(**result)
         # A refusal holds for the trusted signers it was made with: new signers, a new look.
-        refused = read_json(dest + ".refused")
+        refused = read_json_dict(dest + ".refused")
         key = f"{wanted} {sha256_of(params['allowed_signers'])[:16]}"
         if key in refused:
             module.fail_json(msg=f"{repo}:{tag} is still the bundle {wanted} refused earlier: "

@@ -94,10 +94,9 @@ bytes_sent:
 
 import os
 
-from ansible_collections.edgeml.fleet.plugins.module_utils._artifact import push
+from ansible_collections.edgeml.fleet.plugins.module_utils._artifact import check_ref, push
 from ansible_collections.edgeml.fleet.plugins.module_utils._common import RegistryModule
 from ansible_collections.edgeml.fleet.plugins.module_utils._errors import EdgemlError
-from ansible_collections.edgeml.fleet.plugins.module_utils._oci import REPO_RE, TAG_RE
 
 
 def main():
@@ -115,13 +114,11 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if not REPO_RE.match(params["repository"]) or not TAG_RE.match(params["tag"]):
-        module.fail_json(msg=f"repository {params['repository']!r} or tag {params['tag']!r} is not "
-                             "a valid OCI name")
     if not os.path.isdir(params["path"]):
         module.fail_json(msg=f"path {params['path']}: not a directory")
     client = module.clients()[0]
     try:
+        check_ref(params["repository"], params["tag"])
         digest, changed, sent, files = push(client, params["repository"], params["tag"],
                                             params["path"], params["artifact_type"],
                                             check_mode=module.check_mode)

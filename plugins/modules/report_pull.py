@@ -95,27 +95,18 @@ import shutil
 import tempfile
 
 from ansible_collections.edgeml.fleet.plugins.module_utils._artifact import (
-    REPORT_TYPE, fetch_manifest, pull)
+    REPORT_TYPE, fetch_manifest, pull, tag_digest)
 from ansible_collections.edgeml.fleet.plugins.module_utils._common import RegistryModule
-from ansible_collections.edgeml.fleet.plugins.module_utils._files import write_file_atomic
+from ansible_collections.edgeml.fleet.plugins.module_utils._files import read_json_dict, write_file_atomic
 from ansible_collections.edgeml.fleet.plugins.module_utils._oci import (
     REPO_RE, NotFound, OCIError, Unreachable)
 
 RECORD = ".digests.json"
 
 
-def read_record(dest):
-    try:
-        with open(os.path.join(dest, RECORD), encoding="utf-8") as handle:
-            record = json.load(handle)
-        return record if isinstance(record, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def collect(module, client, host, repo, dest, known):
     """Fetch host's report into dest/HOST.json -> its digest, or None when unchanged."""
-    digest = client.head_manifest(repo, "latest") or client.get_manifest(repo, "latest")[2]
+    digest = tag_digest(client, repo, "latest")
     if digest == known and os.path.isfile(os.path.join(dest, f"{host}.json")):
         return digest, False
     if module.check_mode:
@@ -151,7 +142,7 @@ def main():
     dest = params["dest"]
     if not module.check_mode:
         os.makedirs(dest, 0o750, exist_ok=True)
-    record = read_record(dest)
+    record = read_json_dict(os.path.join(dest, RECORD))
     client = module.clients()[0]
     result = {"changed": False, "reports": [], "missing": [], "refused": []}
     for host in sorted(set(params["hosts"])):
