@@ -9,7 +9,7 @@ import textwrap
 
 import yaml
 
-from .topology import CORE_REGISTRY, EXTRAS, HOSTS, ROOT, SITES, SSH_USER
+from .topology import CORE_REGISTRY, EXTRAS, HOSTS, ROOT, SITES, SSH_USER, extra_inventory_dir
 
 GENERATED = "Generated from lab/topology.py by `python -m lab render`: change the estate there."
 LAB_ABOUT = (f"The local lab (`make lab-up`): {len(SITES)} sites, {len(HOSTS)} edge hosts in "
@@ -43,7 +43,7 @@ def _site(site, hosts):
         entry["timezone"] = site.timezone
     if site.maintenance_windows:
         entry["maintenance_windows"] = list(site.maintenance_windows)
-    entry["vars"] = dict(DOCKER_VARS)
+    entry["vars"] = dict(DOCKER_VARS, **site.vars)
     entry["hosts"] = [_host(host) for host in hosts if host.site == site.name]
     return entry
 
@@ -80,7 +80,7 @@ def rendered():
     """{path: text} of every file derived from the estate."""
     files = {ROOT / "inventories" / "lab" / "lab.sites.yml": sites_inventory(LAB_ABOUT, SITES, HOSTS)}
     for name, extra in EXTRAS.items():
-        path = ROOT / "molecule" / name / "inventory" / f"{name}.sites.yml"
+        path = extra_inventory_dir(name) / f"{name}.sites.yml"
         files[path] = sites_inventory(extra.about, extra.sites, extra.hosts)
     for path in sorted(ROOT.glob("molecule/*/molecule.yml")):
         files[path] = molecule_config(path)
@@ -101,6 +101,7 @@ def render(check=False):
         if check:
             print(f"lab: {path.relative_to(ROOT)} differs from lab/topology.py")
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(files[path])
             print(f"lab: wrote {path.relative_to(ROOT)}")
     if check and paths:

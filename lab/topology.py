@@ -35,6 +35,7 @@ class Site:
     mirror: Optional[str] = None  # URL of the site's registry mirror, as the site's hosts reach it
     timezone: Optional[str] = None
     maintenance_windows: tuple = ()
+    vars: dict = field(default_factory=dict)  # the site's variables in the inventory
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class Extra:
     sites: tuple
     gateways: tuple  # hosts that serve their site's registry mirror: each gets a TLS certificate
     hosts: tuple  # the sites' edge hosts
+    molecule: bool = True  # its inventory is molecule/NAME/inventory/, else inventories/lab-NAME/
 
 
 # mirror: an intermittent site of its own whose gateway runs role registry_mirror, so the
@@ -110,7 +112,31 @@ EXTRAS = {
         hosts=(Host("edge-m1", "site-m", (SITE_M_NET,)),
                Host("edge-m2", "site-m", (SITE_M_NET,))),
     ),
+    # pull: a host the controller cannot reach (tests/integration/test_pull_mode.py). It has no
+    # SSH port and the tests use no docker exec after its first bootstrap: it fetches its
+    # bundles through site-b's mirror and sends its reports to the core registry (a pull-through
+    # mirror takes no pushes).
+    "pull": Extra(
+        about="A pull-mode host (lab: `python -m lab up --with pull`): no inbound access; it fetches "
+              "its site's bundle through site-b's mirror on a timer and sends its reports to core.",
+        networks={},
+        sites=(Site("site-p", "intermittent", mirror=SITE_B_MIRROR.url,
+                    vars={"edgeml_mode": "pull", "edgeml_pull_interval": "20s",
+                          "edgeml_pull_jitter": "5s"}),),
+        gateways=(),
+        hosts=(Host("edge-p1", "site-p", (SITE_B_NET, CORE_NET)),),
+        molecule=False,
+    ),
 }
+
+
+
+def extra_inventory_dir(name):
+    """Where the inventory of extra NAME is rendered."""
+    if EXTRAS[name].molecule:
+        return ROOT / "molecule" / name / "inventory"
+    return ROOT / "inventories" / f"lab-{name}"
+
 
 # The address the controller (this machine) uses for the core registry.
 CONTROLLER_REGISTRY = f"127.0.0.1:{REGISTRY_PORT}"

@@ -82,7 +82,7 @@ def test_each_host_pulls_from_registries_its_networks_reach(repo_root, host):
 @pytest.mark.parametrize("name", sorted(EXTRAS))
 def test_extra_inventory_has_the_extras_hosts(repo_root, name):
     extra = EXTRAS[name]
-    inventory = load_inventory(repo_root / "molecule" / name / "inventory")
+    inventory = load_inventory(topology.extra_inventory_dir(name))
     assert set(inventory.hosts) == {host.name for host in extra.gateways + extra.hosts}
     sites = {site.name: site for site in extra.sites}
     for host in extra.hosts:
@@ -96,7 +96,7 @@ def test_gateways_serve_their_sites_mirror(repo_root, name):
     """The gateways' settings (written by hand, they configure role registry_mirror) agree with
     the topology: the site, its mirror URL, the core registry, the gateway's certificate."""
     extra = EXTRAS[name]
-    inventory = load_inventory(repo_root / "molecule" / name / "inventory")
+    inventory = load_inventory(topology.extra_inventory_dir(name))
     sites = {site.name: site for site in extra.sites}
     for gateway in extra.gateways:
         hv = hostvars(inventory, gateway.name)
