@@ -13,8 +13,9 @@ description:
   - Reads a C(*.sites.yml) or C(*.sites.yaml) file that describes an estate of edge hosts grouped
     in B(sites). Each site is C(connected), C(intermittent) (on a flaky link, with a site mirror of
     the core registry) or C(disconnected) (reached only with an offline bundle).
-  - Builds the groups C(sites) > C(site_<name>), C(connectivity_<mode>), C(arch_<arch>) and
-    C(accelerator_<kind>), and gives every host the variables the collection's roles use, above all
+  - Builds the groups C(sites) > C(site_<name>), C(connectivity_<mode>), C(arch_<arch>),
+    C(accelerator_<kind>) and C(mode_push) / C(mode_pull) (the host variable C(edgeml_mode), default
+    C(push); pull-mode hosts fetch their bundles themselves, see docs/pull.md), and gives every host the variables the collection's roles use, above all
     C(edgeml_registry_endpoints), the ordered list of registries the host pulls from.
   - Every mistake in the file fails with one message naming the file, the site, the host and the
     field, and what was expected. Set O(strict) to fail on errors in O(compose) and O(groups) too.
@@ -289,6 +290,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _populate(self, estate):
         inventory = self.inventory
         inventory.add_group("sites")
+        # Always both, so that a playbook's "sites:!mode_pull" matches a group even when empty.
+        inventory.add_group("mode_push")
+        inventory.add_group("mode_pull")
         constructed = any(self.get_option(o) for o in ("compose", "groups", "keyed_groups"))
         strict = self.get_option("strict")
         for site in estate:
@@ -300,6 +304,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 inventory.add_child(mode_group, name)
                 inventory.add_child(inventory.add_group(f"arch_{host['arch']}"), name)
                 inventory.add_child(inventory.add_group(f"accelerator_{host['accelerator']}"), name)
+                inventory.add_child(f"mode_{host['mode']}", name)
                 for key, value in host["hostvars"].items():
                     inventory.set_variable(name, key, value)
                 if constructed:
@@ -572,6 +577,9 @@ def _host(host, site, index, core, mirror, seen, where_site):
         if not isinstance(value, (str, int, float, bool)):
             raise where.error(f"labels.{key}", f"label values are strings or numbers, got {value!r}")
     endpoints = [e for e in (mirror, core if site["connectivity"] != "disconnected" else None) if e]
+    mode = hostvars.get("edgeml_mode", "push")
+    if mode not in ("push", "pull"):
+        raise where.error("vars.edgeml_mode", f"expected push or pull, got {mode!r}")
     hostvars.update({
         "edgeml_site": site["name"],
         "edgeml_connectivity": site["connectivity"],
@@ -582,7 +590,7 @@ def _host(host, site, index, core, mirror, seen, where_site):
         "edgeml_maintenance_windows": site["windows"][1],
         "edgeml_registry_endpoints": endpoints,
     })
-    return {"name": name, "arch": arch, "accelerator": accelerator, "hostvars": hostvars}
+    return {"name": name, "arch": arch, "accelerator": accelerator, "mode": mode, "hostvars": hostvars}
 
 
 def build_estate(data, path):

@@ -51,6 +51,24 @@ def test_groups(tmp_path):
     assert {h.name for h in groups["accelerator_none"].hosts} == {"p1", "s1"}
 
 
+def test_pull_mode_hosts_have_a_group_of_their_own(tmp_path):
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    data["sites"][1]["vars"] = {"edgeml_mode": "pull"}
+    data["sites"][1]["hosts"].append({"name": "w2", "address": "10.1.0.2", "vars": {"edgeml_mode": "push"}})
+    groups = parse(tmp_path, data).groups
+    assert [h.name for h in groups["mode_pull"].hosts] == ["w1"]
+    assert {h.name for h in groups["mode_push"].hosts} == {"p1", "w2", "s1"}
+    # Both groups exist with no pull host at all, so "sites:!mode_pull" always names a group.
+    assert parse(tmp_path, GOOD, name="plain.sites.yml").groups["mode_pull"].hosts == []
+
+
+def test_a_mode_other_than_push_or_pull_is_refused(tmp_path):
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    data["sites"][0]["hosts"][0]["vars"]["edgeml_mode"] = "poll"
+    with pytest.raises(AnsibleParserError, match="edgeml_mode.*expected push or pull, got 'poll'"):
+        parse(tmp_path, data)
+
+
 def test_connection_vars_and_precedence(tmp_path):
     inventory = parse(tmp_path, GOOD)
     hv = hostvars(inventory, "p1")
