@@ -130,7 +130,6 @@ EXTRAS = {
 }
 
 
-
 def extra_inventory_dir(name):
     """Where the inventory of extra NAME is rendered."""
     if EXTRAS[name].molecule:

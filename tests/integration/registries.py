@@ -61,19 +61,23 @@ class TokenIssuer:
         self.bundle = Path(directory) / "token-issuer.crt"
         self.bundle.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         self.requests = 0
+        # More accounts, each granted only some actions on some repositories ({user: {repo:
+        # {actions}}}), as a real token service scopes a pull-mode host. USER may do anything.
+        self.accounts, self.grants = {USER: password}, {}
         issuer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
                 issuer.requests += 1
-                expected = "Basic " + base64.b64encode(f"{USER}:{issuer.password}".encode()).decode()
-                if self.headers.get("Authorization") != expected:
+                user = next((u for u, pw in issuer.accounts.items() if self.headers.get("Authorization")
+                             == "Basic " + base64.b64encode(f"{u}:{pw}".encode()).decode()), None)
+                if user is None:
                     self.send_response(401)
                     self.end_headers()
                     return
                 query = dict(p.split("=", 1) for p in self.path.split("?", 1)[-1].split("&") if "=" in p)
                 scope = requests.utils.unquote(query.get("scope", ""))
-                body = json.dumps({"token": issuer.token(scope)}).encode()
+                body = json.dumps({"token": issuer.token(scope, user)}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -94,15 +98,18 @@ class TokenIssuer:
         self.realm = f"https://127.0.0.1:{self.server.server_address[1]}/token"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def token(self, scope):
+    def token(self, scope, user=USER):
         access = []
         for item in filter(None, scope.split(" ")):
             kind, name, actions = item.split(":")
-            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            actions = actions.split(",")
+            if user in self.grants:
+                actions = [a for a in actions if a in self.grants[user].get(name, ())]
+            access.append({"type": kind, "name": name, "actions": actions})
         now = int(time.time())
         header = {"typ": "JWT", "alg": "ES256",
                   "x5c": [base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()]}
-        claims = {"iss": self.issuer, "sub": USER, "aud": self.service, "exp": now + 300,
+        claims = {"iss": self.issuer, "sub": user, "aud": self.service, "exp": now + 300,
                   "nbf": now - 10, "iat": now, "jti": secrets.token_hex(8), "access": access}
         signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
         r, s = decode_dss_signature(self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))

@@ -3,6 +3,7 @@ publishes a signed bundle as an OCI artifact, bundle_pull fetches and verifies i
 registry (altered bundle, corrupt blob, crafted names, oversized artifact, another kind of
 artifact) gets a clear failure and leaves the host's bundle exactly as it was."""
 
+import datetime
 import hashlib
 import itertools
 import json
@@ -383,6 +384,11 @@ def collect(registry, dest, hosts, check_mode=False):
                       check_mode=check_mode)
 
 
+def collect_from(registry, dest, hosts, prefix):
+    return run_module("report_pull", registry.args(registry=registry.url, hosts=hosts, dest=str(dest),
+                                                   repository_prefix=prefix))
+
+
 def push_report(registry, path, host):
     return push(registry, path, repo=f"reports-test/{host}", artifact_type="application/vnd.edgeml.report.v1")
 
@@ -417,6 +423,31 @@ def test_reports_come_home_through_the_registry(registry, keys, tmp_path):
     assert tree(dest) == before
 
 
+def test_a_host_s_scoped_account_reads_its_bundle_and_writes_only_its_own_report(token_registry, keys, tmp_path):
+    """A token service grants a pull-mode host's account pull on its site's bundle and push on its
+    own report repository, nothing more; the registry enforces it."""
+    key, allowed = keys
+    token_registry.issuer.accounts["edge-p1"] = "p1-secret"
+    token_registry.issuer.grants["edge-p1"] = {"bundles/site-p": {"pull"}, "reports/edge-p1": {"pull", "push"}}
+    bundle = signed_bundle(tmp_path / "b", key, hosts=("edge-p1",))
+    assert push(token_registry, bundle, repo="bundles/site-p")["changed"]  # the controller's account
+    host = dict(token_registry.args(registry=token_registry.url), username="edge-p1", password="p1-secret")
+    pulled = run_module("bundle_pull", dict(host, repository="bundles/site-p", dest=str(tmp_path / "host" / "bundle"),
+                                            host="edge-p1", allowed_signers=str(allowed)))
+    assert pulled["changed"], pulled
+    report = dict(host, path=str(report_dir(tmp_path / "r", "edge-p1")), artifact_type="application/vnd.edgeml.report.v1")
+    assert run_module("bundle_push", dict(report, repository="reports/edge-p1"))["changed"]
+    for repo in ("reports/edge-p2", "bundles/site-p"):
+        denied = run_module("bundle_push", dict(report, repository=repo))
+        assert denied.get("failed") and "unauthorized" in denied["msg"], (repo, denied)
+    # The tag still names the controller's bundle: the host's next check finds nothing new.
+    again = run_module("bundle_pull", dict(host, repository="bundles/site-p", dest=str(tmp_path / "host" / "bundle"),
+                                           host="edge-p1", allowed_signers=str(allowed)))
+    assert not again["changed"] and again["digest"] == pulled["digest"], again
+    missing = collect_from(token_registry, tmp_path / "results", ["edge-p2"], prefix="reports")
+    assert missing["missing"] == ["edge-p2"], missing
+
+
 def test_a_site_s_published_bundle_reaches_a_pull_mode_host_intact(playbook, tmp_path):
     """publish_bundle on the lab: site-c's real bundle built, signed with the lab's bundle key and
     pushed to the lab registry; what a host pulls passes bootstrap.sh's own verification."""
@@ -443,3 +474,56 @@ def test_a_site_s_published_bundle_reaches_a_pull_mode_host_intact(playbook, tmp
     quiet = run_module("bundle_pull", dict(lab, repository="bundles/test-site-c", dest=str(dest), host="edge-c1",
                                            allowed_signers=str(state / "bundle" / "allowed_signers")))
     assert not quiet["changed"] and quiet["bytes_fetched"] == 0, quiet
+
+
+def test_the_host_playbook_waits_for_its_download_window_then_fetches_and_reports(playbook, registry, keys, tmp_path):
+    """playbooks/pull.yml, as the edgeml-pull timer runs it, with its paths moved into tmp_path."""
+    key, allowed = keys
+    push(registry, signed_bundle(tmp_path / "b", key), repo="bundles/site-w")
+    (tmp_path / "credentials.yml").write_text(
+        f"edgeml_pull_username: {registry.args()['username']}\nedgeml_pull_password: {registry.password}\n")
+    applied = tmp_path / "applied"
+    applied.mkdir()
+    (applied / "edge-c1.json").write_text(json.dumps({"host": "edge-c1", "models": []}))
+    (applied / "applied").write_text("sha256:" + "a" * 64 + " " + "b" * 64 + " ok\n")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o750)
+    hour = (datetime.datetime.now(datetime.timezone.utc).hour + 2) % 24
+    closed = [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": f"{hour:02d}:00",
+               "end": f"{(hour + 1) % 24:02d}:00", "timezone": "UTC"}]
+    config = {"edgeml_pull_host": "edge-c1", "edgeml_pull_registry": registry.url,
+              "edgeml_pull_report_registry": registry.url, "edgeml_pull_repository": "bundles/site-w",
+              "edgeml_pull_reports_prefix": "reports-w", "edgeml_pull_allowed_signers": str(allowed),
+              "edgeml_pull_max_bytes": 1 << 30, "edgeml_pull_ca_path": registry.ca,
+              "edgeml_pull_state_dir": str(state), "edgeml_pull_applied_dir": str(applied),
+              "edgeml_pull_credentials": str(tmp_path / "credentials.yml"),
+              "ansible_python_interpreter": str(ROOT / ".venv" / "bin" / "python")}
+
+    def step(name, windows):
+        run = playbook("edgeml.fleet.pull", "-i", "localhost,", "-e",
+                       json.dumps(dict(config, edgeml_pull_step=name, edgeml_pull_download_windows=windows)))
+        return run, json.loads((state / "status.json").read_text()) if (state / "status.json").exists() else None
+
+    run, status = step("fetch", closed)
+    assert run.rc == 0, run.failure("localhost")
+    assert status["state"] == "waiting" and status["message"].startswith("waiting for download window daily"), status
+    assert not (state / "bundle").exists()
+    run, status = step("fetch", [])
+    assert run.rc == 0 and status["state"] == "fetched", run.failure("localhost")
+    assert (state / "bundle" / "manifest.json").exists()
+    run, status = step("fetch", [])
+    assert run.rc == 0 and status["state"] == "current", status
+    run, _status = step("report", [])
+    assert run.rc == 0, run.failure("localhost")
+    got = collect_from(registry, tmp_path / "results", ["edge-c1"], prefix="reports-w")
+    report = json.loads((tmp_path / "results" / "edge-c1.json").read_text())
+    assert report["pull"] == {"fetch": status, "applied": "sha256:" + "a" * 64 + " " + "b" * 64 + " ok"}, got
+    # A refused bundle: the fetch fails, says why in the status, and the report carries it.
+    bad = signed_bundle(tmp_path / "b2", key)
+    (bad / "inventory" / "site.yml").write_text("altered after signing\n")
+    push(registry, bad, repo="bundles/site-w")
+    run, status = step("fetch", [])
+    assert run.rc != 0 and status["state"] == "failed" and "refused" in status["message"], status
+    assert step("report", [])[0].rc == 0
+    collect_from(registry, tmp_path / "results", ["edge-c1"], prefix="reports-w")
+    assert json.loads((tmp_path / "results" / "edge-c1.json").read_text())["pull"]["fetch"] == status

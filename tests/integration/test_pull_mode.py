@@ -65,6 +65,12 @@ class Reports:
                     f"{json.dumps(report, indent=1)[:3000] if report else None}")
 
 
+def applied(report):
+    """(bundle digest, ok or failed) of the last apply, as the host's report says."""
+    words = report.get("pull", {}).get("applied", "").split()
+    return (words[0], words[2]) if len(words) >= 3 else (None, None)
+
+
 def served(report):
     return {m["name"]: m.get("served") for m in report.get("models") or []}
 
@@ -95,7 +101,7 @@ def enrolled(playbook, tmp_path_factory):
 def test_the_enrolled_host_fetches_its_bundle_applies_it_and_reports_home(enrolled):
     reports = enrolled["reports"]
     report = reports.wait_for("the first bundle is applied",
-                              lambda r: r.get("pull", {}).get("applied") == f"{enrolled['first']} ok")
+                              lambda r: applied(r) == (enrolled["first"], "ok"))
     assert report["host"] == HOST and report["site"] == "site-p"
     assert report["pull"]["fetch"]["bundle"] == enrolled["first"]
     assert {m["health"] for m in report["models"]} == {"ok"}, report["models"]
@@ -104,7 +110,7 @@ def test_the_enrolled_host_fetches_its_bundle_applies_it_and_reports_home(enroll
 def test_a_new_version_published_only_to_the_registry_arrives_across_a_cut_link(playbook, enrolled):
     reports = enrolled["reports"]
     before = served(reports.wait_for("the first bundle is applied",
-                                     lambda r: r.get("pull", {}).get("applied") == f"{enrolled['first']} ok"))
+                                     lambda r: applied(r) == (enrolled["first"], "ok")))
     docker("network", "disconnect", CORE_NET, MIRROR)
     try:
         second = publish(playbook, enrolled["work"] / "v2", "-e", "edgeml_fraud_ref=models/fraud-detector:1.1")
@@ -117,7 +123,7 @@ def test_a_new_version_published_only_to_the_registry_arrives_across_a_cut_link(
     finally:
         docker("network", "connect", CORE_NET, MIRROR)
     report = reports.wait_for("the new bundle is applied",
-                              lambda r: r["pull"].get("applied") == f"{second} ok")
+                              lambda r: applied(r) == (second, "ok"))
     fraud = next(m for m in report["models"] if m["name"] == "fraud-detector")
     assert fraud["ref"].endswith("fraud-detector:1.1") and fraud["health"] == "ok", fraud
     assert fraud["served"] != before["fraud-detector"]
@@ -142,7 +148,7 @@ def test_a_tampered_bundle_is_refused_and_changes_nothing(enrolled):
     assert "refused" in report["pull"]["fetch"]["message"], report["pull"]
     assert "inventory/site.yml" in report["pull"]["fetch"]["message"], report["pull"]
     assert served(report) == served(before)
-    assert report["pull"]["applied"] == f"{second} ok"
+    assert applied(report) == (second, "ok")
     # Put the good bundle back: the host has it, so its next check fetches nothing.
     run_module("bundle_push", dict(lab_registry(), repository=REPO, path=str(enrolled["work"] / "v2")))
 
@@ -177,16 +183,23 @@ def test_a_compromised_pull_user_cannot_make_root_run_its_code_or_roll_back(enro
         planted = on_host("sh", "-c", "printf '#!/bin/sh\\ntouch /pwned\\n' > /var/lib/edgeml-pull/bundle/bootstrap.sh"
                           f" && printf '%s' '{fake}' > /var/lib/edgeml-pull/bundle.digest", user="edgeml-pull")
         assert planted.returncode == 0, planted.stderr
-        applied = on_host("/opt/edgeml/bin/edgeml-pull-apply")
-        assert applied.returncode != 0 and "not the one SHA256SUMS lists, nothing applied" in applied.stdout, applied
+        run = on_host("/opt/edgeml/bin/edgeml-pull-apply")
+        assert run.returncode != 0, run
+        assert "bootstrap.sh: not the file SHA256SUMS lists" in run.stderr and "nothing applied" in run.stdout, run
         assert on_host("test", "-e", "/pwned").returncode != 0
-        # 2. An older bundle, validly signed for this host: bootstrap.sh refuses it.
+        # 2. A link where a listed file was (to read, as root, what it may not): never followed.
+        planted = on_host("sh", "-c", "cd /var/lib/edgeml-pull/bundle && first=$(head -n 1 SHA256SUMS | cut -c67-)"
+                          " && rm -f \"$first\" && ln -s /etc/shadow \"$first\"", user="edgeml-pull")
+        assert planted.returncode == 0, planted.stderr
+        run = on_host("/opt/edgeml/bin/edgeml-pull-apply")
+        assert run.returncode != 0 and "Too many levels of symbolic links" in run.stderr, run
+        # 3. An older bundle, validly signed for this host: bootstrap.sh refuses it.
         on_host("rm", "-rf", "/var/lib/edgeml-pull/bundle", user="edgeml-pull")
         docker("cp", str(enrolled["work"] / "v1"), f"{HOST}:/var/lib/edgeml-pull/bundle")
         on_host("chown", "-R", "edgeml-pull:edgeml-pull", "/var/lib/edgeml-pull/bundle")
-        applied = on_host("/opt/edgeml/bin/edgeml-pull-apply")
-        assert applied.returncode != 0, applied
-        assert "before the bundle this host accepted last" in applied.stderr + applied.stdout, applied
+        run = on_host("/opt/edgeml/bin/edgeml-pull-apply")
+        assert run.returncode != 0, run
+        assert "before the newest bundle this host has installed" in run.stderr, run
         assert state() == before
     finally:
         # Back to what the registry says: the next fetch puts the published bundle back in place.
