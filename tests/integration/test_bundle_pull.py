@@ -518,6 +518,15 @@ def test_the_host_playbook_waits_for_its_download_window_then_fetches_and_report
     got = collect_from(registry, tmp_path / "results", ["edge-c1"], prefix="reports-w")
     report = json.loads((tmp_path / "results" / "edge-c1.json").read_text())
     assert report["pull"] == {"fetch": status, "applied": "sha256:" + "a" * 64 + " " + "b" * 64 + " ok"}, got
+    # The registry out of reach: the report stays on the host and goes at the next contact.
+    (applied / "edge-c1.json").write_text(json.dumps({"host": "edge-c1", "models": [], "note": "while away"}))
+    unreachable = playbook("edgeml.fleet.pull", "-i", "localhost,", "-e", json.dumps(dict(
+        config, edgeml_pull_step="report", edgeml_pull_report_registry="https://127.0.0.1:9")))
+    assert unreachable.rc != 0
+    assert json.loads((state / "report" / "edge-c1.json").read_text())["note"] == "while away"
+    assert step("report", [])[0].rc == 0
+    collect_from(registry, tmp_path / "results", ["edge-c1"], prefix="reports-w")
+    assert json.loads((tmp_path / "results" / "edge-c1.json").read_text())["note"] == "while away"
     # A refused bundle: the fetch fails, says why in the status, and the report carries it.
     bad = signed_bundle(tmp_path / "b2", key)
     (bad / "inventory" / "site.yml").write_text("altered after signing\n")
