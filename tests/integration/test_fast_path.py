@@ -10,10 +10,11 @@ CONNECTED = ("edge-a1", "edge-a2", "edge-b1", "edge-b2")
 HOST = "edge-a2"
 # the argument check of fleet_defaults, the probe play's four and the summary's last two (each
 # host's models as a job event, the check that fails a host); the first host of the play also
-# carries the run's run_once tasks (resolve, why hosts take the fast path, the carried result
-# reports' intake and its warnings, the summary, the JSON report, the workflow artifact)
+# carries the run's run_once tasks (resolve, why hosts take the fast path, the pull-mode hosts'
+# reports from the registry, the carried result reports' intake and its warnings, the summary,
+# the JSON report, the workflow artifact)
 FAST_TASKS = 7
-RUN_ONCE = 7
+RUN_ONCE = 8
 
 
 def tasks(run, host):
