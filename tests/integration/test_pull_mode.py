@@ -114,12 +114,17 @@ def test_a_new_version_published_only_to_the_registry_arrives_across_a_cut_link(
     docker("network", "disconnect", CORE_NET, MIRROR)
     try:
         second = publish(playbook, enrolled["work"] / "v2", "-e", "edgeml_fraud_ref=models/fraud-detector:1.1")
-        # The mirror cannot reach core: the host's check fails, says so in its report (which goes
-        # straight to core), and the host keeps serving what it had.
-        report = reports.wait_for("the check failed while the link is cut",
-                                  lambda r: r["pull"]["fetch"].get("state") == "failed")
-        assert MIRROR in report["pull"]["fetch"]["message"], report["pull"]
-        assert served(report) == before
+        # The mirror cannot reach core. It answers the host's check from its cache (the bundle in
+        # place: nothing new), or the check fails once a connection it had open to core times
+        # out (the report, which goes straight to core, then names the mirror). Either way the
+        # host keeps serving what it had, through at least three checks.
+        time.sleep(75)
+        report = reports.latest()
+        assert served(report) == before and applied(report) == (enrolled["first"], "ok"), report["pull"]
+        if report["pull"]["fetch"].get("state") == "failed":
+            assert MIRROR in report["pull"]["fetch"]["message"], report["pull"]
+        else:
+            assert report["pull"]["fetch"] == {"state": "current", "bundle": enrolled["first"], "message": ""}
     finally:
         docker("network", "connect", CORE_NET, MIRROR)
     report = reports.wait_for("the new bundle is applied",
@@ -168,6 +173,9 @@ def test_a_compromised_pull_user_cannot_make_root_run_its_code_or_roll_back(enro
     """A local attacker this time (so the test works on the host): whoever controls the pull user
     can put anything in its directory. Root's apply step runs none of it unless signed, and never
     an older bundle than the one in service."""
+    if enrolled.get("second") is None:
+        pytest.skip("needs the newer bundle of the test before in place")
+
     def on_host(*argv, user="root"):
         return docker("exec", "-u", user, HOST, *argv, check=False)
 
