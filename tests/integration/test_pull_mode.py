@@ -201,7 +201,15 @@ def test_a_compromised_pull_user_cannot_make_root_run_its_code_or_roll_back(enro
         assert planted.returncode == 0, planted.stderr
         run = on_host("/opt/edgeml/bin/edgeml-pull-apply")
         assert run.returncode != 0 and "Too many levels of symbolic links" in run.stderr, run
-        # 3. An older bundle, validly signed for this host: bootstrap.sh refuses it.
+        # 3. A sparse file as large as a disk (it costs the pull user nothing, root would write
+        #    every byte): refused before anything is copied, and no snapshot is left behind.
+        planted = on_host("sh", "-c", "cd /var/lib/edgeml-pull/bundle && first=$(head -n 1 SHA256SUMS | cut -c67-)"
+                          " && rm -f \"$first\" && truncate -s 1T \"$first\"", user="edgeml-pull")
+        assert planted.returncode == 0, planted.stderr
+        run = on_host("/opt/edgeml/bin/edgeml-pull-apply")
+        assert run.returncode != 0 and "no room for a copy of the bundle" in run.stderr, run
+        assert on_host("sh", "-c", "ls /var/tmp | grep -c edgeml-pull-apply || true").stdout.strip() == "0"
+        # 4. An older bundle, validly signed for this host: refused.
         on_host("rm", "-rf", "/var/lib/edgeml-pull/bundle", user="edgeml-pull")
         docker("cp", str(enrolled["work"] / "v1"), f"{HOST}:/var/lib/edgeml-pull/bundle")
         on_host("chown", "-R", "edgeml-pull:edgeml-pull", "/var/lib/edgeml-pull/bundle")
